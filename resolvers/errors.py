@@ -1,0 +1,86 @@
+"""Errors the domain raises; each door (GraphQL, REST) renders them in its own dialect."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class FieldError:
+    """One invalid input field: where it is, what is wrong, and a machine-readable kind."""
+
+    field: str
+    message: str
+    kind: str
+
+
+class AppError(Exception):
+    """An error whose meaning is known: it has a stable code and an HTTP status."""
+
+    code = "INTERNAL"
+    status = 500
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class Unauthenticated(AppError):
+    """No credentials, or credentials that did not verify."""
+
+    code = "UNAUTHENTICATED"
+    status = 401
+
+
+class Forbidden(AppError):
+    """Authenticated, but asking for someone else's data."""
+
+    code = "FORBIDDEN"
+    status = 403
+
+
+class TaskNotFound(AppError):
+    """No task with this id belongs to the viewer (whether or not it exists for someone else)."""
+
+    code = "NOT_FOUND"
+    status = 404
+
+    def __init__(self, task_id: int | str) -> None:
+        super().__init__(f"Task {task_id} not found")
+        self.task_id = task_id
+
+
+class VersionConflict(AppError):
+    """The task changed since the version the client last saw."""
+
+    code = "VERSION_CONFLICT"
+    status = 412
+
+    def __init__(self, *, expected: int, current: int) -> None:
+        super().__init__(
+            f"Task was modified: expected version {expected}, current version is {current}"
+        )
+        self.expected = expected
+        self.current = current
+
+
+class InvalidInput(AppError):
+    """Input that breaks the validation rules; carries every failing field at once."""
+
+    code = "INVALID_INPUT"
+    status = 422
+
+    def __init__(self, errors: list[FieldError]) -> None:
+        super().__init__("; ".join(e.message for e in errors) or "Invalid input")
+        self.errors = errors
+
+
+class ServiceUnavailable(AppError):
+    """A dependency (the database, the JWKS endpoint) cannot be reached right now."""
+
+    code = "SERVICE_UNAVAILABLE"
+    status = 503
+
+    def __init__(self, message: str, *, retry_after: int = 1) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
