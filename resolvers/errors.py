@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from db.tasks import Task
+
 
 @dataclass(frozen=True, slots=True)
 class FieldError:
@@ -12,6 +14,8 @@ class FieldError:
     field: str
     message: str
     kind: str
+    # Where the field was sent, for doors that say so (REST's `loc`): body, path or query.
+    location: str = "body"
 
 
 class AppError(Exception):
@@ -56,12 +60,13 @@ class VersionConflict(AppError):
     code = "VERSION_CONFLICT"
     status = 412
 
-    def __init__(self, *, expected: int, current: int) -> None:
+    def __init__(self, *, expected: int, task: Task) -> None:
         super().__init__(
-            f"Task was modified: expected version {expected}, current version is {current}"
+            f"Task {task.id} was modified: expected version {expected}, "
+            f"current version is {task.version}"
         )
         self.expected = expected
-        self.current = current
+        self.task = task
 
 
 class InvalidInput(AppError):

@@ -1,0 +1,1 @@
+"""Storage: engine, URLs, the tasks table and its queries, migrations, embedded server."""

@@ -1,0 +1,86 @@
+"""The async engine: pool sizing, bounded waits, pooler-safe statements, error translation."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+
+from db.errors import translate
+from db.url import is_pooler_host, translate_url
+
+
+@dataclass(frozen=True, slots=True)
+class DatabaseConfig:
+    """How to reach PostgreSQL and how long to wait for it."""
+
+    url: str
+    pool_size: int = 10
+    max_overflow: int = 10
+    pool_timeout_seconds: float = 5.0
+    connect_timeout_seconds: float = 5.0
+    statement_timeout_seconds: float = 5.0
+    # True behind a transaction-pooling PgBouncer (Neon's -pooler host); None: detect from host.
+    pooler: bool | None = None
+    echo: bool = False
+
+
+def create_engine(config: DatabaseConfig) -> AsyncEngine:
+    """An engine whose connections fail fast instead of hanging when the database is gone."""
+    target = translate_url(config.url)
+    pooled = is_pooler_host(target.host) if config.pooler is None else config.pooler
+    connect_args: dict[str, Any] = {
+        "timeout": config.connect_timeout_seconds,
+        # Client-side bound on every statement; works through PgBouncer, unlike a server GUC.
+        "command_timeout": config.statement_timeout_seconds,
+        **target.connect_args,
+    }
+    server_settings = dict(target.server_settings)
+    if pooled:
+        # Prepared statements do not survive between transactions behind transaction pooling,
+        # and PgBouncer refuses unknown startup parameters.
+        connect_args["statement_cache_size"] = 0
+        connect_args["prepared_statement_cache_size"] = 0
+        connect_args["prepared_statement_name_func"] = _unique_statement_name
+    else:
+        timeout_ms = int(config.statement_timeout_seconds * 1000)
+        server_settings.setdefault("statement_timeout", str(timeout_ms))
+    if server_settings:
+        connect_args["server_settings"] = server_settings
+    return create_async_engine(
+        target.url,
+        connect_args=connect_args,
+        pool_size=config.pool_size,
+        max_overflow=config.max_overflow,
+        pool_timeout=config.pool_timeout_seconds,
+        # Neon suspends idle computes and restarts drop connections: test before use.
+        pool_pre_ping=True,
+        pool_recycle=300,
+        echo=config.echo,
+    )
+
+
+def _unique_statement_name() -> str:
+    return f"__taskql_{uuid.uuid4().hex}__"
+
+
+@asynccontextmanager
+async def connect(engine: AsyncEngine) -> AsyncIterator[AsyncConnection]:
+    """A pooled connection in autocommit mode, with driver errors translated.
+
+    Every task operation is one statement, so autocommit makes each one atomic and
+    durable when it returns, without BEGIN/COMMIT round trips.
+    """
+    try:
+        async with engine.connect() as conn:
+            await conn.execution_options(isolation_level="AUTOCOMMIT")
+            yield conn
+    except Exception as error:
+        translated = translate(error)
+        if translated is error:
+            raise
+        raise translated from error

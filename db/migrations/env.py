@@ -1,0 +1,16 @@
+"""Alembic environment: runs migrations on the connection handed over by db.migrate."""
+
+from __future__ import annotations
+
+from alembic import context
+
+from db.tables import metadata
+
+connection = context.config.attributes.get("connection")
+if connection is None:
+    raise RuntimeError(
+        "Run migrations with `python main.py migrate`; it connects using DATABASE_URL."
+    )
+context.configure(connection=connection, target_metadata=metadata)
+with context.begin_transaction():
+    context.run_migrations()

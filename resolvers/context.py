@@ -1,0 +1,83 @@
+"""Per-request context: who is asking, database access, and request-scoped loaders."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from functools import partial
+
+from aiodataloader import DataLoader
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from db import engine as db_engine
+from db import tasks as task_queries
+from db.errors import DatabaseRejectedInput, DatabaseUnavailable
+from db.tasks import Task
+from resolvers.auth import Principal, TokenVerifier, bearer_token
+from resolvers.errors import FieldError, InvalidInput, ServiceUnavailable, Unauthenticated
+
+
+@dataclass(slots=True)
+class Context:
+    """Everything an operation needs about the request it serves."""
+
+    engine: AsyncEngine
+    principal: Principal | None
+    request_id: str = "-"
+    _task_loader: DataLoader[int, Task | None] | None = field(default=None, init=False)
+
+    @property
+    def viewer(self) -> Principal:
+        """The authenticated caller; operations call this before touching data."""
+        if self.principal is None:
+            raise Unauthenticated("Authentication required: send Authorization: Bearer <token>")
+        return self.principal
+
+    @property
+    def task_loader(self) -> DataLoader[int, Task | None]:
+        """Batches lookups by id within this request; never shared across requests or users."""
+        if self._task_loader is None:
+            owner_id = self.viewer.user_id
+            self._task_loader = DataLoader(batch_load_fn=partial(self._load_tasks, owner_id))
+        return self._task_loader
+
+    async def _load_tasks(self, owner_id: str, task_ids: list[int]) -> list[Task | None]:
+        async with self.connection() as conn:
+            found = await task_queries.select_tasks_by_id(
+                conn, owner_id=owner_id, task_ids=task_ids
+            )
+        by_id = {task.id: task for task in found}
+        return [by_id.get(task_id) for task_id in task_ids]
+
+    @asynccontextmanager
+    async def connection(self) -> AsyncIterator[AsyncConnection]:
+        """A connection for one operation, with storage failures turned into domain errors."""
+        try:
+            async with db_engine.connect(self.engine) as conn:
+                yield conn
+        except DatabaseUnavailable as error:
+            raise ServiceUnavailable(
+                "The database is unavailable; retry shortly", retry_after=2
+            ) from error
+        except DatabaseRejectedInput as error:
+            raise InvalidInput(
+                [FieldError("body", "Input contains a value that cannot be stored", "value_error")]
+            ) from error
+
+
+@dataclass(frozen=True, slots=True)
+class ContextFactory:
+    """Builds each request's Context from its Authorization header; shared by both doors."""
+
+    engine: AsyncEngine
+    verifier: TokenVerifier
+
+    async def __call__(self, *, authorization: str | None, request_id: str | None) -> Context:
+        """A context whose principal is None when no token was sent; a bad token raises."""
+        token = bearer_token(authorization)
+        principal = None if token is None else await self.verifier.verify(token)
+        return Context(
+            engine=self.engine, principal=principal, request_id=request_id or uuid.uuid4().hex
+        )

@@ -1,0 +1,224 @@
+"""The OpenAPI 3.1 description of the REST routes, served at /api/openapi.json."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from db.tables import DESCRIPTION_MAX_LENGTH, TITLE_MAX_LENGTH
+from rest_compat.bodies import json_response
+
+_REF = "#/components/schemas/"
+_DATETIME = {"type": "string", "format": "date-time"}
+_NULLABLE_DATETIME = {"anyOf": [_DATETIME, {"type": "null"}]}
+_TITLE = {"type": "string", "minLength": 1, "maxLength": TITLE_MAX_LENGTH}
+_DESCRIPTION = {"type": "string", "maxLength": DESCRIPTION_MAX_LENGTH}
+
+
+def _error(description: str) -> dict[str, Any]:
+    return {
+        "description": description,
+        "content": {"application/json": {"schema": {"$ref": _REF + "Error"}}},
+    }
+
+
+def _json(description: str, schema: dict[str, Any]) -> dict[str, Any]:
+    return {"description": description, "content": {"application/json": {"schema": schema}}}
+
+
+_TASK = {"$ref": _REF + "Task"}
+_ETAG_HEADER = {"ETag": {"description": "The task's version", "schema": {"type": "string"}}}
+_COMMON_ERRORS = {
+    "401": _error("Missing or invalid bearer token"),
+    "403": _error("The path's user is not the token's subject"),
+    "422": _json("Invalid input", {"$ref": _REF + "ValidationError"}),
+    "503": _error("The database is unavailable; retry after Retry-After seconds"),
+}
+_TASK_ERRORS = {**_COMMON_ERRORS, "404": _error("No such task among yours")}
+_IF_MATCH = {
+    "name": "If-Match",
+    "in": "header",
+    "required": False,
+    "description": "Apply only if the task is still at this ETag; 412 otherwise.",
+    "schema": {"type": "string"},
+}
+_PRECONDITION = {"412": _error("The task changed since the ETag in If-Match")}
+
+
+def _params(*names: str) -> list[dict[str, Any]]:
+    schemas = {"user_id": {"type": "string"}, "task_id": {"type": "integer", "minimum": 1}}
+    return [{"name": n, "in": "path", "required": True, "schema": schemas[n]} for n in names]
+
+
+def openapi_document() -> dict[str, Any]:
+    task_path = _params("user_id", "task_id")
+    return {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "taskql REST compatibility API",
+            "version": "1.0.0",
+            "description": "The spec's /api/{user_id}/tasks routes. GraphQL at /graphql "
+            "offers the same operations.",
+        },
+        "security": [{"bearer": []}],
+        "paths": {
+            "/api/{user_id}/tasks": {
+                "parameters": _params("user_id"),
+                "get": {
+                    "summary": "List your tasks",
+                    "operationId": "listTasks",
+                    "responses": {
+                        "200": _json("Your tasks, oldest first", {"type": "array", "items": _TASK}),
+                        **_COMMON_ERRORS,
+                    },
+                },
+                "post": {
+                    "summary": "Create a task",
+                    "operationId": "createTask",
+                    "requestBody": {
+                        "required": True,
+                        "content": {"application/json": {"schema": {"$ref": _REF + "TaskCreate"}}},
+                    },
+                    "responses": {
+                        "201": {**_json("Created", _TASK), "headers": _ETAG_HEADER},
+                        "415": _error("The body is not JSON"),
+                        **_COMMON_ERRORS,
+                    },
+                },
+            },
+            "/api/{user_id}/tasks/{task_id}": {
+                "parameters": task_path,
+                "get": {
+                    "summary": "Get one task",
+                    "operationId": "getTask",
+                    "responses": {
+                        "200": {**_json("The task", _TASK), "headers": _ETAG_HEADER},
+                        **_TASK_ERRORS,
+                    },
+                },
+                "put": {
+                    "summary": "Update a task; fields left out keep their value",
+                    "operationId": "updateTask",
+                    "parameters": [_IF_MATCH],
+                    "requestBody": {
+                        "required": True,
+                        "content": {"application/json": {"schema": {"$ref": _REF + "TaskUpdate"}}},
+                    },
+                    "responses": {
+                        "200": {**_json("The updated task", _TASK), "headers": _ETAG_HEADER},
+                        "415": _error("The body is not JSON"),
+                        **_TASK_ERRORS,
+                        **_PRECONDITION,
+                    },
+                },
+                "delete": {
+                    "summary": "Delete a task",
+                    "operationId": "deleteTask",
+                    "parameters": [_IF_MATCH],
+                    "responses": {
+                        "204": {"description": "Deleted"},
+                        **_TASK_ERRORS,
+                        **_PRECONDITION,
+                    },
+                },
+            },
+            "/api/{user_id}/tasks/{task_id}/complete": {
+                "parameters": task_path,
+                "patch": {
+                    "summary": "Toggle completion",
+                    "operationId": "toggleTask",
+                    "parameters": [_IF_MATCH],
+                    "responses": {
+                        "200": {**_json("The toggled task", _TASK), "headers": _ETAG_HEADER},
+                        **_TASK_ERRORS,
+                        **_PRECONDITION,
+                    },
+                },
+            },
+        },
+        "components": {
+            "securitySchemes": {
+                "bearer": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}
+            },
+            "schemas": {
+                "Task": {
+                    "type": "object",
+                    "required": [
+                        "id",
+                        "title",
+                        "description",
+                        "due_date",
+                        "completed",
+                        "created_at",
+                        "updated_at",
+                    ],
+                    "properties": {
+                        "id": {"type": "integer"},
+                        "title": _TITLE,
+                        "description": _DESCRIPTION,
+                        "due_date": _NULLABLE_DATETIME,
+                        "completed": {"type": "boolean"},
+                        "created_at": _DATETIME,
+                        "updated_at": _DATETIME,
+                    },
+                },
+                "TaskCreate": {
+                    "type": "object",
+                    "required": ["title"],
+                    "properties": {
+                        "title": _TITLE,
+                        "description": {"anyOf": [_DESCRIPTION, {"type": "null"}]},
+                        "due_date": _NULLABLE_DATETIME,
+                        "completed": {"type": "boolean"},
+                    },
+                },
+                "TaskUpdate": {
+                    "type": "object",
+                    "properties": {
+                        "title": _TITLE,
+                        "description": {"anyOf": [_DESCRIPTION, {"type": "null"}]},
+                        "due_date": _NULLABLE_DATETIME,
+                        "completed": {"type": "boolean"},
+                    },
+                },
+                "Error": {
+                    "type": "object",
+                    "required": ["detail"],
+                    "properties": {"detail": {"type": "string"}},
+                },
+                "ValidationError": {
+                    "type": "object",
+                    "required": ["detail"],
+                    "properties": {
+                        "detail": {
+                            "type": "array",
+                            "items": {
+                                "type": "object",
+                                "required": ["loc", "msg", "type"],
+                                "properties": {
+                                    "loc": {
+                                        "type": "array",
+                                        "items": {
+                                            "anyOf": [{"type": "string"}, {"type": "integer"}]
+                                        },
+                                    },
+                                    "msg": {"type": "string"},
+                                    "type": {"type": "string"},
+                                },
+                            },
+                        }
+                    },
+                },
+            },
+        },
+    }
+
+
+async def _serve(request: Request) -> Response:
+    return json_response(openapi_document())
+
+
+routes = [Route("/api/openapi.json", _serve, methods=["GET"])]

@@ -1,0 +1,112 @@
+"""Handlers for /api/{user_id}/tasks...: check the path's owner, parse, call, serialise."""
+
+from __future__ import annotations
+
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from resolvers import tasks as operations
+from resolvers.context import Context, ContextFactory
+from resolvers.errors import FieldError, Forbidden, InvalidInput
+from rest_compat.bodies import (
+    json_response,
+    parse_task_id,
+    read_json_object,
+    task_json,
+    task_response,
+)
+
+TASKS = "/api/{user_id}/tasks"
+TASK = "/api/{user_id}/tasks/{task_id}"
+
+
+async def _context(request: Request) -> Context:
+    """The caller's context, refusing anyone whose token is not for the path's user."""
+    factory: ContextFactory = request.state.context_factory
+    context = await factory(
+        authorization=request.headers.get("authorization"),
+        request_id=request.headers.get("x-request-id"),
+    )
+    if request.path_params["user_id"] != context.viewer.user_id:
+        raise Forbidden("You can only access your own tasks")
+    return context
+
+
+async def list_tasks(request: Request) -> Response:
+    context = await _context(request)
+    tasks = await operations.list_tasks(context)
+    return json_response([task_json(task) for task in tasks])
+
+
+async def create_task(request: Request) -> Response:
+    context = await _context(request)
+    task = await operations.create_task(context, data=await read_json_object(request))
+    location = f"/api/{request.path_params['user_id']}/tasks/{task.id}"
+    return task_response(task, 201, {"Location": location})
+
+
+async def get_task(request: Request) -> Response:
+    context = await _context(request)
+    task_id = parse_task_id(request.path_params["task_id"])
+    return task_response(await operations.get_task(context, task_id=task_id))
+
+
+async def update_task(request: Request) -> Response:
+    context = await _context(request)
+    task_id = parse_task_id(request.path_params["task_id"])
+    task = await operations.update_task(
+        context,
+        task_id=task_id,
+        data=await read_json_object(request),
+        expected_version=if_match_version(request),
+    )
+    return task_response(task)
+
+
+async def toggle_task(request: Request) -> Response:
+    context = await _context(request)
+    task_id = parse_task_id(request.path_params["task_id"])
+    task = await operations.toggle_task(
+        context, task_id=task_id, expected_version=if_match_version(request)
+    )
+    return task_response(task)
+
+
+async def delete_task(request: Request) -> Response:
+    context = await _context(request)
+    task_id = parse_task_id(request.path_params["task_id"])
+    await operations.delete_task(
+        context, task_id=task_id, expected_version=if_match_version(request)
+    )
+    return Response(status_code=204)
+
+
+def if_match_version(request: Request) -> int | None:
+    """The version named by If-Match (`"3"`, `W/"3"`), None when absent or `*`."""
+    header = request.headers.get("if-match")
+    if header is None or header.strip() == "*":
+        return None
+    tag = header.strip().removeprefix("W/").strip('"')
+    if tag.isascii() and tag.isdigit():
+        return int(tag)
+    raise InvalidInput(
+        [
+            FieldError(
+                "If-Match",
+                'If-Match must be an ETag from this API, such as "3"',
+                "etag_format",
+                location="header",
+            )
+        ]
+    )
+
+
+routes = [
+    Route(TASKS, list_tasks, methods=["GET"]),
+    Route(TASKS, create_task, methods=["POST"]),
+    Route(TASK, get_task, methods=["GET"]),
+    Route(TASK, update_task, methods=["PUT"]),
+    Route(TASK, delete_task, methods=["DELETE"]),
+    Route(TASK + "/complete", toggle_task, methods=["PATCH"]),
+]

@@ -1,0 +1,1 @@
+"""The GraphQL door: Strawberry types, Query and Mutation, extensions, and the HTTP endpoint."""

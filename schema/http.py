@@ -1,0 +1,201 @@
+"""The /graphql endpoint: GraphQL over HTTP, with status codes and media types per its spec."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+import strawberry
+from graphql import GraphQLError
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, Response
+from starlette.routing import Route
+from strawberry.exceptions import MissingQueryError
+from strawberry.http.ides import get_graphql_ide_html
+from strawberry.schema.exceptions import InvalidOperationTypeError
+from strawberry.types import ExecutionResult
+from strawberry.types.graphql import OperationType
+
+from resolvers.context import Context, ContextFactory
+from resolvers.errors import AppError, ServiceUnavailable
+
+GRAPHQL_RESPONSE = "application/graphql-response+json"
+JSON = "application/json"
+
+_STATUS_BY_CODE = {"UNAUTHENTICATED": 401, "SERVICE_UNAVAILABLE": 503}
+
+
+@dataclass(frozen=True, slots=True)
+class GraphQLEndpoint:
+    """Parses a GraphQL request, runs it against the schema and renders the response."""
+
+    schema: strawberry.Schema
+    graphiql: bool = True
+
+    def routes(self) -> list[Route]:
+        return [Route("/graphql", self.handle, methods=["GET", "POST"])]
+
+    async def handle(self, request: Request) -> Response:
+        media_type = _negotiate(request.headers.get("accept"))
+        if request.method == "GET" and "query" not in request.query_params:
+            if self.graphiql and "text/html" in request.headers.get("accept", ""):
+                return HTMLResponse(get_graphql_ide_html())
+            return _request_error("Send a GraphQL query in the `query` parameter", 400, media_type)
+        try:
+            params = await _read_params(request)
+        except _BadRequest as bad:
+            return _request_error(bad.message, bad.status, media_type, bad.headers)
+        factory: ContextFactory = request.state.context_factory
+        try:
+            context = await factory(
+                authorization=request.headers.get("authorization"),
+                request_id=request.headers.get("x-request-id"),
+            )
+        except AppError as error:
+            return _app_error(error, media_type)
+        return await self._execute(request, params, context, media_type)
+
+    async def _execute(
+        self, request: Request, params: dict[str, Any], context: Context, media_type: str
+    ) -> Response:
+        allowed = (
+            {OperationType.QUERY}
+            if request.method == "GET"
+            else {OperationType.QUERY, OperationType.MUTATION}
+        )
+        try:
+            result = await self.schema.execute(
+                params["query"],
+                variable_values=params["variables"],
+                context_value=context,
+                operation_name=params["operationName"],
+                allowed_operation_types=allowed,
+            )
+        except InvalidOperationTypeError:
+            return _request_error(
+                "Mutations must be sent with POST", 405, media_type, {"Allow": "POST"}
+            )
+        except MissingQueryError:
+            return _request_error("The request has no query", 400, media_type)
+        return _render(result, media_type)
+
+
+class _BadRequest(Exception):
+    def __init__(self, message: str, status: int = 400, headers: Mapping[str, str] | None = None):
+        super().__init__(message)
+        self.message = message
+        self.status = status
+        self.headers = dict(headers or {})
+
+
+async def _read_params(request: Request) -> dict[str, Any]:
+    """query, variables and operationName from the URL (GET) or a JSON body (POST)."""
+    if request.method == "GET":
+        raw: Any = dict(request.query_params)
+        if "variables" in raw:
+            raw["variables"] = _json(raw["variables"], "variables")
+    else:
+        content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+        if content_type not in (JSON, "application/graphql+json"):
+            # Form and multipart bodies would let another site post here without CORS.
+            raise _BadRequest("Send the request body as application/json", 415)
+        raw = _json(await request.body(), "body")
+    if not isinstance(raw, dict):
+        raise _BadRequest("The request body must be a JSON object (batching is not supported)")
+    query = raw.get("query")
+    if not isinstance(query, str):
+        raise _BadRequest("`query` must be a string")
+    variables = raw.get("variables")
+    if variables is not None and not isinstance(variables, dict):
+        raise _BadRequest("`variables` must be an object")
+    operation_name = raw.get("operationName")
+    if operation_name is not None and not isinstance(operation_name, str):
+        raise _BadRequest("`operationName` must be a string")
+    return {"query": query, "variables": variables, "operationName": operation_name}
+
+
+def _json(raw: str | bytes, what: str) -> Any:
+    try:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        raise _BadRequest(f"The {what} is not valid JSON") from None
+
+
+def _negotiate(accept: str | None) -> str:
+    """The response media type: the GraphQL one unless the client asks only for plain JSON."""
+    if not accept:
+        return GRAPHQL_RESPONSE
+    accept = accept.lower()
+    if GRAPHQL_RESPONSE in accept or "*/*" in accept or JSON not in accept:
+        return GRAPHQL_RESPONSE
+    return JSON
+
+
+def _render(result: ExecutionResult, media_type: str) -> Response:
+    body: dict[str, Any] = {}
+    errors = result.errors or []
+    executed = result.data is not None or any(error.path is not None for error in errors)
+    if errors:
+        body["errors"] = [_formatted(error) for error in errors]
+    if executed:
+        body["data"] = result.data
+    return _response(body, _status(result, executed, media_type), media_type)
+
+
+def _formatted(error: GraphQLError) -> dict[str, Any]:
+    """The error as JSON, with a code for request errors that were raised without one."""
+    formatted: dict[str, Any] = dict(error.formatted)
+    extensions: dict[str, Any] = dict(formatted.get("extensions") or {})
+    extensions.setdefault("code", _request_error_code(error))
+    formatted["extensions"] = extensions
+    return formatted
+
+
+def _request_error_code(error: GraphQLError) -> str:
+    if error.message.startswith("Syntax Error"):
+        return "GRAPHQL_PARSE_FAILED"
+    return "GRAPHQL_VALIDATION_FAILED"
+
+
+def _status(result: ExecutionResult, executed: bool, media_type: str) -> int:
+    codes = {
+        (error.extensions or {}).get("code") or _request_error_code(error)
+        for error in result.errors or []
+    }
+    for code, status in _STATUS_BY_CODE.items():
+        if code in codes and result.data is None:
+            return status
+    if media_type == JSON or executed:
+        return 200
+    return 400 if "GRAPHQL_PARSE_FAILED" in codes else 422
+
+
+def _app_error(error: AppError, media_type: str) -> Response:
+    headers = {}
+    if isinstance(error, ServiceUnavailable):
+        headers["Retry-After"] = str(error.retry_after)
+    if error.status == 401:
+        headers["WWW-Authenticate"] = 'Bearer error="invalid_token"'
+    formatted = GraphQLError(error.message, extensions={"code": error.code}).formatted
+    return _response({"errors": [formatted]}, error.status, media_type, headers)
+
+
+def _request_error(
+    message: str, status: int, media_type: str, headers: Mapping[str, str] | None = None
+) -> Response:
+    formatted = GraphQLError(message, extensions={"code": "BAD_REQUEST"}).formatted
+    return _response({"errors": [formatted]}, status, media_type, headers)
+
+
+def _response(
+    body: dict[str, Any], status: int, media_type: str, headers: Mapping[str, str] | None = None
+) -> Response:
+    response = Response(orjson.dumps(body), status_code=status, media_type=media_type)
+    response.headers.update(headers or {})
+    if status == 401 and "www-authenticate" not in response.headers:
+        response.headers["WWW-Authenticate"] = "Bearer"
+    if status == 503:
+        response.headers.setdefault("Retry-After", "2")
+    return response

@@ -1,0 +1,112 @@
+"""GraphQL object and input types for tasks."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import cast
+
+import strawberry
+
+from db.tasks import Task as DomainTask
+from resolvers.errors import AppError, FieldError, InvalidInput, VersionConflict
+
+
+@strawberry.type(description="Something to do.")
+class Task:
+    id: strawberry.ID
+    title: str
+    description: str
+    completed: bool
+    due_date: datetime | None
+    created_at: datetime
+    updated_at: datetime
+    version: int = strawberry.field(
+        description="Bumped by every change; send it back as expectedVersion to avoid lost updates."
+    )
+
+
+def as_graphql(task: DomainTask) -> Task:
+    """The domain task, served as the GraphQL Task.
+
+    Strawberry's default resolvers read attributes by name and the domain object has every
+    one of them, so no copy is made per task; `id` is an int that the ID scalar serialises.
+    """
+    return cast(Task, task)
+
+
+@strawberry.type(description="The authenticated user, as identified by the token.")
+class Viewer:
+    id: strawberry.ID = strawberry.field(description="The token's `sub` claim.")
+
+
+@strawberry.type
+class PageInfo:
+    has_next_page: bool
+    has_previous_page: bool
+    start_cursor: str | None
+    end_cursor: str | None
+
+
+@strawberry.type
+class TaskEdge:
+    cursor: str
+    node: Task
+
+
+@strawberry.type(description="An error in the input, reported as data rather than as an error.")
+class UserError:
+    field: list[str] | None = strawberry.field(description="Path to the input field at fault.")
+    message: str
+    code: str
+
+
+@strawberry.type
+class TaskPayload:
+    task: Task | None
+    user_errors: list[UserError]
+
+
+@strawberry.type
+class DeleteTaskPayload:
+    deleted_task_id: strawberry.ID | None
+    user_errors: list[UserError]
+
+
+@strawberry.input
+class CreateTaskInput:
+    title: str
+    description: str | None = strawberry.UNSET
+    due_date: datetime | None = strawberry.UNSET
+    completed: bool | None = strawberry.UNSET
+
+
+@strawberry.input(description="Fields left out keep their value; dueDate: null clears it.")
+class UpdateTaskInput:
+    title: str | None = strawberry.UNSET
+    description: str | None = strawberry.UNSET
+    due_date: datetime | None = strawberry.UNSET
+    completed: bool | None = strawberry.UNSET
+
+
+def provided_fields(data: CreateTaskInput | UpdateTaskInput) -> dict[str, object]:
+    """The input's fields the client actually sent, by domain name, UNSET ones left out."""
+    return {name: value for name, value in vars(data).items() if value is not strawberry.UNSET}
+
+
+def user_errors(error: AppError, *, input_name: str = "input") -> list[UserError]:
+    """Expected failures of a mutation, as `userErrors`."""
+    if isinstance(error, InvalidInput):
+        return [_field_error(e, input_name) for e in error.errors]
+    field = ["id"] if not isinstance(error, VersionConflict) else ["expectedVersion"]
+    return [UserError(field=field, message=error.message, code=error.code)]
+
+
+def _field_error(error: FieldError, input_name: str) -> UserError:
+    return UserError(
+        field=[input_name, _camel(error.field)], message=error.message, code=error.kind.upper()
+    )
+
+
+def _camel(name: str) -> str:
+    head, *rest = name.split("_")
+    return head + "".join(part.title() for part in rest)
