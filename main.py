@@ -279,6 +279,8 @@ taskql development server (embedded PostgreSQL in {settings.data_dir / "postgres
     {token}
 
   REST:
+    curl -s -X POST {base}/api/{DEV_USER_ID}/tasks -H "Authorization: Bearer {token}" \\
+      -H "Content-Type: application/json" -d '{{"title": "Try taskql"}}'
     curl -s -H "Authorization: Bearer {token}" {base}/api/{DEV_USER_ID}/tasks
 
   GraphiQL: {base}/graphql   (add the header  Authorization: Bearer <token>)
