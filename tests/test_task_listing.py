@@ -349,3 +349,20 @@ async def test_rest_refuses_bad_parameters_like_fastapi(
         assert [(d["loc"], d["type"]) for d in body] == [(["query", name], detail)]
     else:
         assert body == detail
+
+
+async def test_openapi_describes_the_list_parameters(client: httpx.AsyncClient) -> None:
+    document = (await client.get("/api/openapi.json")).json()
+    listing = document["paths"]["/api/{user_id}/tasks"]["get"]
+    names = {p["name"] for p in listing["parameters"]}
+    assert names == {
+        "completed",
+        "overdue",
+        "due_before",
+        "due_after",
+        "q",
+        "sort",
+        "limit",
+        "offset",
+    }
+    assert "X-Total-Count" in listing["responses"]["200"]["headers"]
