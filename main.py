@@ -15,6 +15,8 @@ from pathlib import Path
 from typing import Any
 
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
@@ -27,7 +29,8 @@ from resolvers.context import ContextFactory
 from rest_compat import openapi
 from rest_compat import routes as rest_routes
 from rest_compat.errors import EXCEPTION_HANDLERS
-from schema.build import build_schema
+from schema.build import DEFAULT_CONFIG as DEFAULT_GRAPHQL
+from schema.build import GraphQLConfig, build_schema
 from schema.http import GraphQLEndpoint
 
 log = logging.getLogger("taskql")
@@ -80,6 +83,35 @@ SETTINGS = (
         "direct connection, `auto`: true when the host name contains `-pooler` (Neon).",
     ),
     Setting("GRAPHIQL", "true", "Serve GraphiQL to browsers at GET /graphql."),
+    Setting(
+        "GRAPHQL_INTROSPECTION",
+        "true",
+        "Allow schema introspection (GraphiQL needs it); `false` also hides field suggestions.",
+    ),
+    Setting(
+        "GRAPHQL_MAX_DEPTH",
+        str(DEFAULT_GRAPHQL.max_depth),
+        "Deepest field nesting a query may have.",
+    ),
+    Setting(
+        "GRAPHQL_MAX_ALIASES", str(DEFAULT_GRAPHQL.max_aliases), "Most aliased fields per document."
+    ),
+    Setting(
+        "GRAPHQL_MAX_TOKENS",
+        str(DEFAULT_GRAPHQL.max_tokens),
+        "Most lexical tokens per document; parsing stops at the limit.",
+    ),
+    Setting(
+        "GRAPHQL_MAX_BYTES",
+        str(DEFAULT_GRAPHQL.max_bytes),
+        "Largest GraphQL document in bytes, refused before parsing.",
+    ),
+    Setting(
+        "CORS_ORIGINS",
+        None,
+        "Comma-separated browser origins allowed to call the API, e.g. "
+        "https://app.example.com; unset: no cross-origin access.",
+    ),
     Setting("LOG_LEVEL", "INFO", "Python logging level."),
 )
 
@@ -103,6 +135,8 @@ class Settings:
     statement_timeout: float
     pooler: bool | None
     graphiql: bool
+    graphql: GraphQLConfig
+    cors_origins: tuple[str, ...]
     log_level: str
 
     @property
@@ -172,6 +206,16 @@ def read_settings(env: Mapping[str, str]) -> Settings:
         statement_timeout=number("DB_STATEMENT_TIMEOUT", float),
         pooler=flag("DB_POOLER"),
         graphiql=bool(flag("GRAPHIQL")),
+        graphql=GraphQLConfig(
+            max_depth=number("GRAPHQL_MAX_DEPTH", int),
+            max_aliases=number("GRAPHQL_MAX_ALIASES", int),
+            max_tokens=number("GRAPHQL_MAX_TOKENS", int),
+            max_bytes=number("GRAPHQL_MAX_BYTES", int),
+            introspection=bool(flag("GRAPHQL_INTROSPECTION")),
+        ),
+        cors_origins=tuple(
+            origin.strip() for origin in (get("CORS_ORIGINS") or "").split(",") if origin.strip()
+        ),
         log_level=(get("LOG_LEVEL") or "INFO").upper(),
     )
 
@@ -235,7 +279,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
                 await verifier.aclose()
                 await engine.dispose()
 
-    graphql = GraphQLEndpoint(schema=build_schema(), graphiql=settings.graphiql)
+    graphql = GraphQLEndpoint(schema=build_schema(settings.graphql), graphiql=settings.graphiql)
     return Starlette(
         routes=[
             Route("/healthz", _healthz, methods=["GET"]),
@@ -244,8 +288,25 @@ def create_app(settings: Settings | None = None) -> Starlette:
             *openapi.routes,
         ],
         exception_handlers=EXCEPTION_HANDLERS,
+        middleware=_cors(settings.cors_origins),
         lifespan=lifespan,
     )
+
+
+def _cors(origins: tuple[str, ...]) -> list[Middleware]:
+    """Cross-origin access for the frontend's origins; tokens travel in a header, not cookies."""
+    if not origins:
+        return []
+    return [
+        Middleware(
+            CORSMiddleware,
+            allow_origins=origins,
+            allow_methods=["GET", "POST", "PUT", "PATCH", "DELETE"],
+            allow_headers=["Authorization", "Content-Type", "If-Match", "X-Request-ID"],
+            expose_headers=["ETag", "Location", "Retry-After", "WWW-Authenticate", "X-Total-Count"],
+            max_age=600,
+        )
+    ]
 
 
 async def _healthz(request: Request) -> Response:

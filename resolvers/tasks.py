@@ -8,10 +8,10 @@ from typing import Any, NoReturn
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from db import tasks as task_queries
-from db.tasks import Task
+from db.tasks import DEFAULT_ORDER, NO_FILTER, Task, TaskFilter, TaskOrder
 from resolvers.context import Context
 from resolvers.errors import TaskNotFound, VersionConflict
-from resolvers.pagination import TaskPage, decode_cursor, page_size
+from resolvers.pagination import EVERYTHING, PageRequest, TaskPage
 from resolvers.validation import validate_new_task, validate_task_changes
 
 # PostgreSQL bigint: an id outside it cannot name a task, and would not encode.
@@ -39,31 +39,72 @@ async def create_task(ctx: Context, *, data: Mapping[str, Any]) -> Task:
         )
 
 
-async def list_tasks(ctx: Context) -> list[Task]:
-    """All of the viewer's tasks, oldest first."""
+async def list_tasks(
+    ctx: Context,
+    *,
+    filters: TaskFilter = NO_FILTER,
+    order: TaskOrder = DEFAULT_ORDER,
+    page: PageRequest = EVERYTHING,
+) -> TaskPage:
+    """The viewer's tasks that match `filters`, in `order`, sliced as `page` asks."""
     owner_id = ctx.viewer.user_id
+    # One extra row tells whether more tasks follow, without a second query.
+    limit = None if page.limit is None else page.limit + 1
     async with ctx.connection() as conn:
-        return await task_queries.select_tasks(conn, owner_id=owner_id)
-
-
-async def list_tasks_page(ctx: Context, *, first: int | None, after: str | None) -> TaskPage:
-    """One page of the viewer's tasks after an opaque cursor, oldest first."""
-    owner_id = ctx.viewer.user_id
-    limit = page_size(first)
-    position = decode_cursor(after) if after is not None else None
-    async with ctx.connection() as conn:
-        # One extra row tells whether another page follows without a second query.
         rows = await task_queries.select_tasks(
-            conn, owner_id=owner_id, limit=limit + 1, after=position
+            conn,
+            owner_id=owner_id,
+            filters=filters,
+            order=order,
+            after=page.cursor,
+            backwards=page.backwards,
+            limit=limit,
+            offset=page.offset,
         )
-    return TaskPage(tasks=rows[:limit], has_next_page=len(rows) > limit, has_previous_page=False)
+    has_more = page.limit is not None and len(rows) > page.limit
+    if has_more:
+        del rows[page.limit :]
+    if page.backwards:
+        rows.reverse()
+    return TaskPage(tasks=rows, has_more=has_more, filters=filters, order=order, request=page)
 
 
-async def count_tasks(ctx: Context) -> int:
-    """How many tasks the viewer has."""
+async def page_has_next(ctx: Context, *, page: TaskPage) -> bool:
+    """Whether matching tasks follow the page in listing order."""
+    return await _tasks_behind(ctx, page) if page.request.backwards else page.has_more
+
+
+async def page_has_previous(ctx: Context, *, page: TaskPage) -> bool:
+    """Whether matching tasks precede the page in listing order."""
+    return page.has_more if page.request.backwards else await _tasks_behind(ctx, page)
+
+
+async def _tasks_behind(ctx: Context, page: TaskPage) -> bool:
+    """Whether tasks lie behind the page's cursor, the way the page did not walk.
+
+    Only asked for when a client selects it, since it costs a query; the cursor's own
+    task counts, as it is not on the page.
+    """
+    cursor = page.request.cursor
+    if cursor is None:
+        return False
     owner_id = ctx.viewer.user_id
     async with ctx.connection() as conn:
-        return await task_queries.count_tasks(conn, owner_id=owner_id)
+        return await task_queries.task_exists_from(
+            conn,
+            owner_id=owner_id,
+            filters=page.filters,
+            order=page.order,
+            position=cursor,
+            backwards=not page.request.backwards,
+        )
+
+
+async def count_tasks(ctx: Context, *, filters: TaskFilter = NO_FILTER) -> int:
+    """How many of the viewer's tasks match `filters`."""
+    owner_id = ctx.viewer.user_id
+    async with ctx.connection() as conn:
+        return await task_queries.count_tasks(conn, owner_id=owner_id, filters=filters)
 
 
 async def get_task(ctx: Context, *, task_id: int) -> Task:

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from typing import Any
 
 from db.tables import DESCRIPTION_MAX_LENGTH, TITLE_MAX_LENGTH
+from db.tasks import TaskFilter
 from resolvers.errors import FieldError, InvalidInput
 
 _LABELS = {
@@ -15,6 +16,9 @@ _LABELS = {
     "description": "Description",
     "due_date": "Due date",
     "completed": "Completed",
+    "due_before": "Due before",
+    "due_after": "Due after",
+    "search": "Search",
 }
 
 
@@ -49,6 +53,33 @@ def validate_task_changes(data: Mapping[str, Any]) -> dict[str, Any]:
     if errors:
         raise InvalidInput(errors)
     return values
+
+
+def validate_task_filter(
+    *,
+    completed: bool | None = None,
+    due_before: Any = None,
+    due_after: Any = None,
+    overdue: bool | None = None,
+    search: Any = None,
+) -> TaskFilter:
+    """A listing filter from untrusted input: dates read like due_date, search is text."""
+    errors: list[FieldError] = []
+    checks: dict[str, tuple[Any, Callable[[Any], Any]]] = {
+        "due_before": (due_before, _due_date),
+        "due_after": (due_after, _due_date),
+        "search": (search, _search),
+    }
+    values: dict[str, Any] = {}
+    for name, (value, check) in checks.items():
+        try:
+            values[name] = check(value)
+        except _Invalid as invalid:
+            message = f"{_LABELS[name]} {invalid.message}"
+            errors.append(FieldError(name, message, invalid.kind, location="query"))
+    if errors:
+        raise InvalidInput(errors)
+    return TaskFilter(completed=completed, overdue=overdue, **values)
 
 
 def _validate_fields(data: Mapping[str, Any], errors: list[FieldError]) -> dict[str, Any]:
@@ -108,6 +139,11 @@ def _title(value: Any) -> str:
 def _description(value: Any) -> str:
     # Clearing the description with null is what legacy clients do.
     return "" if value is None else _at_most(_text(value), DESCRIPTION_MAX_LENGTH)
+
+
+def _search(value: Any) -> str | None:
+    # Longer than any description, it could match nothing anyway.
+    return None if value is None else _at_most(_text(value), DESCRIPTION_MAX_LENGTH)
 
 
 def _completed(value: Any) -> bool:

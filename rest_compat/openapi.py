@@ -9,7 +9,9 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from db.tables import DESCRIPTION_MAX_LENGTH, TITLE_MAX_LENGTH
+from resolvers.pagination import MAX_PAGE_SIZE
 from rest_compat.bodies import json_response
+from rest_compat.listing import SORTS
 
 _REF = "#/components/schemas/"
 _DATETIME = {"type": "string", "format": "date-time"}
@@ -53,6 +55,50 @@ def _params(*names: str) -> list[dict[str, Any]]:
     return [{"name": n, "in": "path", "required": True, "schema": schemas[n]} for n in names]
 
 
+def _query(name: str, description: str, schema: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "name": name,
+        "in": "query",
+        "required": False,
+        "description": description,
+        "schema": schema,
+    }
+
+
+_LIST_PARAMETERS = [
+    _query(
+        "completed", "Only tasks that are (true) or are not (false) completed.", {"type": "boolean"}
+    ),
+    _query(
+        "overdue",
+        "Only tasks due in the past and not completed (true), or the others.",
+        {"type": "boolean"},
+    ),
+    _query("due_before", "Only tasks due strictly before this instant.", _DATETIME),
+    _query("due_after", "Only tasks due strictly after this instant.", _DATETIME),
+    _query("q", "Case-insensitive substring of the title or the description.", {"type": "string"}),
+    _query(
+        "sort",
+        "Sort field, `-` for descending; the id breaks ties and undated tasks come last.",
+        {"type": "string", "enum": list(SORTS), "default": "created_at"},
+    ),
+    _query(
+        "limit",
+        "At most this many tasks; all of them when absent.",
+        {"type": "integer", "minimum": 0, "maximum": MAX_PAGE_SIZE},
+    ),
+    _query(
+        "offset", "Skip this many tasks first.", {"type": "integer", "minimum": 0, "default": 0}
+    ),
+]
+_TOTAL_COUNT_HEADER = {
+    "X-Total-Count": {
+        "description": "How many tasks match the filters, regardless of limit and offset",
+        "schema": {"type": "integer"},
+    }
+}
+
+
 def openapi_document() -> dict[str, Any]:
     task_path = _params("user_id", "task_id")
     return {
@@ -70,8 +116,15 @@ def openapi_document() -> dict[str, Any]:
                 "get": {
                     "summary": "List your tasks",
                     "operationId": "listTasks",
+                    "parameters": _LIST_PARAMETERS,
                     "responses": {
-                        "200": _json("Your tasks, oldest first", {"type": "array", "items": _TASK}),
+                        "200": {
+                            **_json(
+                                "Your matching tasks, oldest first unless `sort` says otherwise",
+                                {"type": "array", "items": _TASK},
+                            ),
+                            "headers": _TOTAL_COUNT_HEADER,
+                        },
                         **_COMMON_ERRORS,
                     },
                 },

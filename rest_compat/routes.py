@@ -9,6 +9,7 @@ from starlette.routing import Route
 from resolvers import tasks as operations
 from resolvers.context import Context, ContextFactory
 from resolvers.errors import FieldError, Forbidden, InvalidInput
+from resolvers.pagination import EVERYTHING
 from rest_compat.bodies import (
     json_response,
     parse_task_id,
@@ -16,6 +17,7 @@ from rest_compat.bodies import (
     task_json,
     task_response,
 )
+from rest_compat.listing import parse_list_query
 
 TASKS = "/api/{user_id}/tasks"
 TASK = "/api/{user_id}/tasks/{task_id}"
@@ -35,8 +37,17 @@ async def _context(request: Request) -> Context:
 
 async def list_tasks(request: Request) -> Response:
     context = await _context(request)
-    tasks = await operations.list_tasks(context)
-    return json_response([task_json(task) for task in tasks])
+    query = parse_list_query(request.query_params)
+    page = await operations.list_tasks(
+        context, filters=query.filters, order=query.order, page=query.page
+    )
+    if query.page == EVERYTHING:
+        total = len(page.tasks)
+    else:
+        total = await operations.count_tasks(context, filters=query.filters)
+    return json_response(
+        [task_json(task) for task in page.tasks], headers={"X-Total-Count": str(total)}
+    )
 
 
 async def create_task(request: Request) -> Response:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any
 
 import orjson
@@ -12,9 +13,10 @@ from graphql import GraphQLError
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 from starlette.routing import Route
+from starlette.types import Receive, Scope, Send
 from strawberry.exceptions import MissingQueryError
 from strawberry.http.ides import get_graphql_ide_html
-from strawberry.schema.exceptions import InvalidOperationTypeError
+from strawberry.schema.exceptions import CannotGetOperationTypeError, InvalidOperationTypeError
 from strawberry.types import ExecutionResult
 from strawberry.types.graphql import OperationType
 
@@ -35,13 +37,27 @@ class GraphQLEndpoint:
     graphiql: bool = True
 
     def routes(self) -> list[Route]:
-        return [Route("/graphql", self.handle, methods=["GET", "POST"])]
+        # Mounted as an ASGI app, so that every method reaches `handle` and even the 405 for
+        # PUT or DELETE is a GraphQL response.
+        return [Route("/graphql", self)]
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        response = await self.handle(Request(scope, receive))
+        await response(scope, receive, send)
 
     async def handle(self, request: Request) -> Response:
-        media_type = _negotiate(request.headers.get("accept"))
-        if request.method == "GET" and "query" not in request.query_params:
-            if self.graphiql and "text/html" in request.headers.get("accept", ""):
-                return HTMLResponse(get_graphql_ide_html())
+        if request.method not in ("GET", "POST"):
+            message = "Send GraphQL requests with GET (queries only) or POST"
+            return _request_error(message, 405, GRAPHQL_RESPONSE, {"Allow": "GET, POST"})
+        accept = request.headers.get("accept", "")
+        no_query = request.method == "GET" and "query" not in request.query_params
+        if no_query and self.graphiql and "text/html" in accept:
+            return HTMLResponse(get_graphql_ide_html())
+        media_type = _negotiate(accept)
+        if media_type is None:
+            message = f"Accept {GRAPHQL_RESPONSE} or {JSON}"
+            return _request_error(message, 406, GRAPHQL_RESPONSE)
+        if no_query:
             return _request_error("Send a GraphQL query in the `query` parameter", 400, media_type)
         try:
             params = await _read_params(request)
@@ -79,6 +95,8 @@ class GraphQLEndpoint:
             )
         except MissingQueryError:
             return _request_error("The request has no query", 400, media_type)
+        except CannotGetOperationTypeError as error:
+            return _request_error(error.as_http_error_reason(), 400, media_type)
         return _render(result, media_type)
 
 
@@ -123,14 +141,39 @@ def _json(raw: str | bytes, what: str) -> Any:
         raise _BadRequest(f"The {what} is not valid JSON") from None
 
 
-def _negotiate(accept: str | None) -> str:
-    """The response media type: the GraphQL one unless the client asks only for plain JSON."""
-    if not accept:
+@lru_cache(maxsize=256)
+def _negotiate(accept: str) -> str | None:
+    """The media type to answer in: the one the client rates higher, the GraphQL one on a tie
+    or without an Accept header; None when the client accepts neither."""
+    if not accept.strip():
         return GRAPHQL_RESPONSE
-    accept = accept.lower()
-    if GRAPHQL_RESPONSE in accept or "*/*" in accept or JSON not in accept:
-        return GRAPHQL_RESPONSE
-    return JSON
+    ranges = [_media_range(part) for part in accept.split(",")]
+    best, best_quality = None, 0.0
+    for candidate in (GRAPHQL_RESPONSE, JSON):
+        quality = _quality(candidate, ranges)
+        if quality > best_quality:
+            best, best_quality = candidate, quality
+    return best
+
+
+def _media_range(text: str) -> tuple[str, float]:
+    kind, *params = (part.strip() for part in text.split(";"))
+    quality = 1.0
+    for param in params:
+        name, _, value = param.partition("=")
+        if name.strip().lower() == "q":
+            try:
+                quality = float(value)
+            except ValueError:
+                quality = 0.0
+    return kind.lower(), quality
+
+
+def _quality(media_type: str, ranges: list[tuple[str, float]]) -> float:
+    """The quality of the most specific range that matches, as RFC 9110 says."""
+    patterns = {media_type: 3, media_type.split("/")[0] + "/*": 2, "*/*": 1}
+    matches = [(patterns[kind], quality) for kind, quality in ranges if kind in patterns]
+    return max(matches)[1] if matches else 0.0
 
 
 def _render(result: ExecutionResult, media_type: str) -> Response:

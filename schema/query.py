@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import strawberry
 
+from db.tasks import DEFAULT_ORDER, NO_FILTER
 from resolvers import tasks as operations
 from resolvers.context import Context
 from resolvers.errors import TaskNotFound
-from resolvers.pagination import TaskPage, encode_cursor
-from schema.types import PageInfo, Task, TaskEdge, Viewer, as_graphql
+from resolvers.pagination import cursor_page
+from schema.connection import TaskConnection, TaskFilterInput, TaskOrderInput
+from schema.types import Task, Viewer, as_graphql
 
 Info = strawberry.Info[Context, None]
 
@@ -19,33 +21,6 @@ def parse_task_id(raw: strawberry.ID) -> int:
     if not (text.isascii() and text.isdigit()):
         raise TaskNotFound(text)
     return int(text)
-
-
-@strawberry.type(description="A page of tasks, in the Relay connection shape.")
-class TaskConnection:
-    page: strawberry.Private[TaskPage]
-
-    @strawberry.field
-    def nodes(self) -> list[Task]:
-        return [as_graphql(task) for task in self.page.tasks]
-
-    @strawberry.field
-    def edges(self) -> list[TaskEdge]:
-        return [TaskEdge(cursor=encode_cursor(t), node=as_graphql(t)) for t in self.page.tasks]
-
-    @strawberry.field
-    def page_info(self) -> PageInfo:
-        tasks = self.page.tasks
-        return PageInfo(
-            has_next_page=self.page.has_next_page,
-            has_previous_page=self.page.has_previous_page,
-            start_cursor=encode_cursor(tasks[0]) if tasks else None,
-            end_cursor=encode_cursor(tasks[-1]) if tasks else None,
-        )
-
-    @strawberry.field(description="All of the viewer's tasks, regardless of paging.")
-    async def total_count(self, info: Info) -> int:
-        return await operations.count_tasks(info.context)
 
 
 @strawberry.type
@@ -61,9 +36,25 @@ class Query:
         except TaskNotFound:
             return None
 
-    @strawberry.field(description="Your tasks, oldest first.")
+    @strawberry.field(
+        description="Your tasks, a page at a time: first/after walks forwards, last/before "
+        "backwards. Oldest first unless orderBy says otherwise."
+    )
     async def tasks(
-        self, info: Info, first: int | None = None, after: str | None = None
+        self,
+        info: Info,
+        first: int | None = None,
+        after: str | None = None,
+        last: int | None = None,
+        before: str | None = None,
+        filter: TaskFilterInput | None = None,
+        order_by: TaskOrderInput | None = None,
     ) -> TaskConnection:
-        page = await operations.list_tasks_page(info.context, first=first, after=after)
+        order = DEFAULT_ORDER if order_by is None else order_by.as_order()
+        page = await operations.list_tasks(
+            info.context,
+            filters=NO_FILTER if filter is None else filter.as_filter(),
+            order=order,
+            page=cursor_page(order=order, first=first, after=after, last=last, before=before),
+        )
         return TaskConnection(page=page)

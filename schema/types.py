@@ -39,20 +39,6 @@ class Viewer:
     id: strawberry.ID = strawberry.field(description="The token's `sub` claim.")
 
 
-@strawberry.type
-class PageInfo:
-    has_next_page: bool
-    has_previous_page: bool
-    start_cursor: str | None
-    end_cursor: str | None
-
-
-@strawberry.type
-class TaskEdge:
-    cursor: str
-    node: Task
-
-
 @strawberry.type(description="An error in the input, reported as data rather than as an error.")
 class UserError:
     field: list[str] | None = strawberry.field(description="Path to the input field at fault.")

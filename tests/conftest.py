@@ -117,6 +117,15 @@ async def client(settings: main.Settings) -> AsyncIterator[httpx.AsyncClient]:
 @asynccontextmanager
 async def app_client(settings: main.Settings) -> AsyncIterator[httpx.AsyncClient]:
     """The app with its lifespan running, its state handed to each request as uvicorn does."""
+    async with running_app(settings) as (http, _state):
+        yield http
+
+
+@asynccontextmanager
+async def running_app(
+    settings: main.Settings,
+) -> AsyncIterator[tuple[httpx.AsyncClient, dict[str, Any]]]:
+    """A client for the app, and the lifespan state (engine, ...) its requests receive."""
     app = main.create_app(settings)
     async with app.router.lifespan_context(app) as state:
 
@@ -126,7 +135,7 @@ async def app_client(settings: main.Settings) -> AsyncIterator[httpx.AsyncClient
 
         transport = httpx.ASGITransport(app=app_with_state)
         async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as http:
-            yield http
+            yield http, dict(state or {})
 
 
 def hs256_token(user_id: object, *, secret: str = JWT_SECRET, **claims: Any) -> str:

@@ -1,0 +1,102 @@
+"""Query parameters of GET /api/{user_id}/tasks: filters, sort and offset paging."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, replace
+from typing import Any, cast
+
+from db.tasks import DEFAULT_ORDER, SortField, TaskFilter, TaskOrder
+from resolvers.errors import FieldError, InvalidInput
+from resolvers.pagination import MAX_PAGE_SIZE, PageRequest
+from resolvers.validation import validate_task_filter
+
+SORT_FIELDS: tuple[SortField, ...] = ("created_at", "due_date", "title", "updated_at")
+SORTS = tuple(prefix + field for field in SORT_FIELDS for prefix in ("", "-"))
+
+# Domain names of filter fields that REST spells differently.
+_PARAMETER_NAMES = {"search": "q"}
+_TRUE = {"1", "on", "t", "true", "y", "yes"}
+_FALSE = {"0", "off", "f", "false", "n", "no"}
+
+
+@dataclass(frozen=True, slots=True)
+class TaskListQuery:
+    filters: TaskFilter
+    order: TaskOrder
+    page: PageRequest
+
+
+class _Invalid(Exception):
+    def __init__(self, message: str, kind: str) -> None:
+        super().__init__(message)
+        self.message = message
+        self.kind = kind
+
+
+def parse_list_query(params: Mapping[str, str]) -> TaskListQuery:
+    """The listing the query string asks for; 422 with every bad parameter, as FastAPI does."""
+    errors: list[FieldError] = []
+
+    def parsed(name: str, parse: Callable[[str], Any]) -> Any:
+        raw = params.get(name)
+        if raw is None:
+            return None
+        try:
+            return parse(raw)
+        except _Invalid as invalid:
+            errors.append(FieldError(name, invalid.message, invalid.kind, location="query"))
+            return None
+
+    completed = parsed("completed", _boolean)
+    overdue = parsed("overdue", _boolean)
+    order = parsed("sort", _sort) or DEFAULT_ORDER
+    limit = parsed("limit", lambda raw: _integer(raw, minimum=0, maximum=MAX_PAGE_SIZE))
+    offset = parsed("offset", lambda raw: _integer(raw, minimum=0)) or 0
+    filters = TaskFilter()
+    try:
+        filters = validate_task_filter(
+            completed=completed,
+            due_before=params.get("due_before"),
+            due_after=params.get("due_after"),
+            overdue=overdue,
+            search=params.get("q"),
+        )
+    except InvalidInput as invalid:
+        errors.extend(
+            replace(error, field=_PARAMETER_NAMES.get(error.field, error.field))
+            for error in invalid.errors
+        )
+    if errors:
+        raise InvalidInput(errors)
+    return TaskListQuery(filters=filters, order=order, page=PageRequest(limit=limit, offset=offset))
+
+
+def _boolean(raw: str) -> bool:
+    value = raw.strip().lower()
+    if value in _TRUE:
+        return True
+    if value in _FALSE:
+        return False
+    raise _Invalid("Input should be a valid boolean, unable to interpret input", "bool_parsing")
+
+
+def _integer(raw: str, *, minimum: int, maximum: int | None = None) -> int:
+    text = raw.strip()
+    if not (text.isascii() and text.lstrip("-").isdigit()):
+        raise _Invalid(
+            "Input should be a valid integer, unable to parse string as an integer", "int_parsing"
+        )
+    value = int(text)
+    if value < minimum:
+        raise _Invalid(f"Input should be greater than or equal to {minimum}", "greater_than_equal")
+    if maximum is not None and value > maximum:
+        raise _Invalid(f"Input should be less than or equal to {maximum}", "less_than_equal")
+    return value
+
+
+def _sort(raw: str) -> TaskOrder:
+    if raw not in SORTS:
+        choices = ", ".join(f"'{sort}'" for sort in SORTS[:-1])
+        raise _Invalid(f"Input should be {choices} or '{SORTS[-1]}'", "literal_error")
+    return TaskOrder(field=cast(SortField, raw.removeprefix("-")), descending=raw.startswith("-"))
