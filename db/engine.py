@@ -8,6 +8,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 
+from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 from db.errors import translate
@@ -84,3 +85,9 @@ async def connect(engine: AsyncEngine) -> AsyncIterator[AsyncConnection]:
         if translated is error:
             raise
         raise translated from error
+
+
+async def ping(engine: AsyncEngine) -> None:
+    """Return when the database answers `SELECT 1`; raise DatabaseUnavailable when it cannot."""
+    async with connect(engine) as conn:
+        await conn.execute(text("SELECT 1"))
