@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import socket
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 
@@ -13,7 +12,13 @@ import pytest
 
 import main
 from tests.conftest import app_client, make_settings
-from tests.support.servers import PgBouncer, ThrowawayPostgres, pgbouncer_binary, throwaway_postgres
+from tests.support.servers import (
+    PgBouncer,
+    ThrowawayPostgres,
+    free_port,
+    pgbouncer_binary,
+    throwaway_postgres,
+)
 
 DATABASE = "taskql"
 USERS = [f"user-{n}" for n in range(8)]
@@ -58,19 +63,12 @@ async def _create_database(url: str) -> None:
         await conn.close()
 
 
-def _closed_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
-
-
 @pytest.fixture(scope="module")
 def migrated(pooled: Pooled) -> Pooled:
     """Migrated by `main.py migrate` through DATABASE_MIGRATION_URL, as the README says."""
     mp = pytest.MonkeyPatch()
     # DATABASE_URL leads nowhere: migrating succeeds only through the migration URL.
-    mp.setenv("DATABASE_URL", f"postgres://postgres@127.0.0.1:{_closed_port()}/{DATABASE}")
+    mp.setenv("DATABASE_URL", f"postgres://postgres@127.0.0.1:{free_port()}/{DATABASE}")
     mp.setenv(
         "DATABASE_MIGRATION_URL",
         pooled.direct_url.replace("postgresql://", "postgres://")
