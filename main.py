@@ -23,7 +23,8 @@ from starlette.routing import Route
 
 from db import migrate
 from db.embedded import EmbeddedPostgres, start_embedded_postgres
-from db.engine import DatabaseConfig, create_engine
+from db.engine import DatabaseConfig, create_engine, ping
+from db.errors import DatabaseUnavailable
 from resolvers.auth import AuthConfig, TokenVerifier, sign_development_token
 from resolvers.context import ContextFactory
 from rest_compat import openapi
@@ -283,6 +284,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
     return Starlette(
         routes=[
             Route("/healthz", _healthz, methods=["GET"]),
+            Route("/readyz", _readyz, methods=["GET"]),
             *graphql.routes(),
             *rest_routes.routes,
             *openapi.routes,
@@ -310,6 +312,15 @@ def _cors(origins: tuple[str, ...]) -> list[Middleware]:
 
 
 async def _healthz(request: Request) -> Response:
+    return JSONResponse({"status": "ok"})
+
+
+async def _readyz(request: Request) -> Response:
+    """200 when the database answers, so a load balancer sends traffic only to working workers."""
+    try:
+        await ping(request.state.engine)
+    except DatabaseUnavailable:
+        return JSONResponse({"status": "database unavailable"}, 503, {"Retry-After": "2"})
     return JSONResponse({"status": "ok"})
 
 

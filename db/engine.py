@@ -8,10 +8,14 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 
+from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 from db.errors import translate
 from db.url import is_pooler_host, translate_url
+
+# Engine execution option recording that connections go through a transaction-pooling PgBouncer.
+_TRANSACTION_POOLED = "taskql_transaction_pooled"
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,6 +65,7 @@ def create_engine(config: DatabaseConfig) -> AsyncEngine:
         pool_pre_ping=True,
         pool_recycle=300,
         echo=config.echo,
+        execution_options={_TRANSACTION_POOLED: pooled},
     )
 
 
@@ -70,17 +75,29 @@ def _unique_statement_name() -> str:
 
 @asynccontextmanager
 async def connect(engine: AsyncEngine) -> AsyncIterator[AsyncConnection]:
-    """A pooled connection in autocommit mode, with driver errors translated.
+    """A pooled connection whose work is committed when the block exits, with errors translated.
 
-    Every task operation is one statement, so autocommit makes each one atomic and
-    durable when it returns, without BEGIN/COMMIT round trips.
+    Every task operation is one statement, so autocommit makes each one atomic and durable
+    when it returns, without BEGIN/COMMIT round trips. Behind a transaction-pooling PgBouncer
+    the driver's prepare and execute are separate round trips that the pooler may send to
+    different servers, so there the work runs in a transaction, which pins one server.
     """
     try:
         async with engine.connect() as conn:
-            await conn.execution_options(isolation_level="AUTOCOMMIT")
-            yield conn
+            if engine.get_execution_options()[_TRANSACTION_POOLED]:
+                async with conn.begin():
+                    yield conn
+            else:
+                await conn.execution_options(isolation_level="AUTOCOMMIT")
+                yield conn
     except Exception as error:
         translated = translate(error)
         if translated is error:
             raise
         raise translated from error
+
+
+async def ping(engine: AsyncEngine) -> None:
+    """Return when the database answers `SELECT 1`; raise DatabaseUnavailable when it cannot."""
+    async with connect(engine) as conn:
+        await conn.execute(text("SELECT 1"))
