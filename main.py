@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
@@ -27,6 +28,7 @@ from resolvers.context import ContextFactory
 from rest_compat import openapi
 from rest_compat import routes as rest_routes
 from rest_compat.errors import EXCEPTION_HANDLERS
+from rest_compat.guards import GRAPHIQL_ASSET_ORIGINS, BodySizeLimit, SecurityHeaders
 from schema.build import build_schema
 from schema.http import GraphQLEndpoint
 
@@ -81,6 +83,7 @@ SETTINGS = (
     ),
     Setting("GRAPHIQL", "true", "Serve GraphiQL to browsers at GET /graphql."),
     Setting("LOG_LEVEL", "INFO", "Python logging level."),
+    Setting("MAX_BODY_BYTES", "1048576", "Largest request body accepted; larger ones get 413."),
 )
 
 
@@ -104,6 +107,7 @@ class Settings:
     pooler: bool | None
     graphiql: bool
     log_level: str
+    max_body_bytes: int
 
     @property
     def embedded(self) -> bool:
@@ -173,6 +177,7 @@ def read_settings(env: Mapping[str, str]) -> Settings:
         pooler=flag("DB_POOLER"),
         graphiql=bool(flag("GRAPHIQL")),
         log_level=(get("LOG_LEVEL") or "INFO").upper(),
+        max_body_bytes=number("MAX_BODY_BYTES", int),
     )
 
 
@@ -244,6 +249,10 @@ def create_app(settings: Settings | None = None) -> Starlette:
             *openapi.routes,
         ],
         exception_handlers=EXCEPTION_HANDLERS,
+        middleware=[
+            Middleware(SecurityHeaders, graphiql_asset_origins=GRAPHIQL_ASSET_ORIGINS),
+            Middleware(BodySizeLimit, max_bytes=settings.max_body_bytes),
+        ],
         lifespan=lifespan,
     )
 
