@@ -24,7 +24,7 @@ from db import migrate
 from db.embedded import EmbeddedPostgres, start_embedded_postgres
 from db.engine import DatabaseConfig, create_engine
 from resolvers.auth import AuthConfig, TokenVerifier, sign_development_token
-from resolvers.context import ContextFactory
+from resolvers.context import ContextFactory, RowSecurityConfig
 from rest_compat import openapi
 from rest_compat import routes as rest_routes
 from rest_compat.errors import EXCEPTION_HANDLERS
@@ -83,6 +83,17 @@ SETTINGS = (
     ),
     Setting("GRAPHIQL", "true", "Serve GraphiQL to browsers at GET /graphql."),
     Setting("LOG_LEVEL", "INFO", "Python logging level."),
+    Setting(
+        "RLS",
+        "true",
+        "Also enforce ownership with PostgreSQL row-level security (a transaction per operation).",
+    ),
+    Setting(
+        "DB_APP_ROLE",
+        "taskql_app",
+        "Role each transaction acts as under RLS (created by the migrations); empty: the login "
+        "role, which must then be neither superuser nor BYPASSRLS.",
+    ),
     Setting("MAX_BODY_BYTES", "1048576", "Largest request body accepted; larger ones get 413."),
 )
 
@@ -108,6 +119,7 @@ class Settings:
     graphiql: bool
     log_level: str
     max_body_bytes: int
+    row_security: RowSecurityConfig
 
     @property
     def embedded(self) -> bool:
@@ -178,6 +190,11 @@ def read_settings(env: Mapping[str, str]) -> Settings:
         graphiql=bool(flag("GRAPHIQL")),
         log_level=(get("LOG_LEVEL") or "INFO").upper(),
         max_body_bytes=number("MAX_BODY_BYTES", int),
+        row_security=RowSecurityConfig(
+            enabled=bool(flag("RLS")),
+            # Set but empty means "no role", which get() would read as unset.
+            role=env.get("DB_APP_ROLE", get("DB_APP_ROLE")) or None,
+        ),
     )
 
 
@@ -233,7 +250,9 @@ def create_app(settings: Settings | None = None) -> Starlette:
             verifier = TokenVerifier(settings.auth)
             try:
                 yield {
-                    "context_factory": ContextFactory(engine=engine, verifier=verifier),
+                    "context_factory": ContextFactory(
+                        engine=engine, verifier=verifier, row_security=settings.row_security
+                    ),
                     "engine": engine,
                 }
             finally:

@@ -8,6 +8,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 
+from sqlalchemy import Select, func, select
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 from db.errors import translate
@@ -64,21 +65,47 @@ def create_engine(config: DatabaseConfig) -> AsyncEngine:
     )
 
 
+def _scope_statement(scope: RowScope) -> Select[Any]:
+    # One round trip: both settings end with the transaction.
+    settings = [func.set_config("app.user_id", scope.owner_id, True)]
+    if scope.role is not None:
+        settings.append(func.set_config("role", scope.role, True))
+    return select(*settings)
+
+
 def _unique_statement_name() -> str:
     return f"__taskql_{uuid.uuid4().hex}__"
 
 
-@asynccontextmanager
-async def connect(engine: AsyncEngine) -> AsyncIterator[AsyncConnection]:
-    """A pooled connection in autocommit mode, with driver errors translated.
+@dataclass(frozen=True, slots=True)
+class RowScope:
+    """Whose rows an operation may see, enforced by PostgreSQL's row-level security."""
 
-    Every task operation is one statement, so autocommit makes each one atomic and
-    durable when it returns, without BEGIN/COMMIT round trips.
+    owner_id: str
+    # Acted as for the transaction, so a login that bypasses row-level security is bound too.
+    role: str | None = None
+
+
+@asynccontextmanager
+async def connect(
+    engine: AsyncEngine, scope: RowScope | None = None
+) -> AsyncIterator[AsyncConnection]:
+    """A pooled connection, with driver errors translated.
+
+    Without a scope it is in autocommit mode: every task operation is one statement, so each
+    is atomic and durable when it returns, without BEGIN/COMMIT round trips. With a scope the
+    operation runs in one transaction whose settings name the owner; transaction-local
+    settings are what survives PgBouncer's transaction pooling. It commits before returning.
     """
     try:
         async with engine.connect() as conn:
-            await conn.execution_options(isolation_level="AUTOCOMMIT")
-            yield conn
+            if scope is None:
+                await conn.execution_options(isolation_level="AUTOCOMMIT")
+                yield conn
+                return
+            async with conn.begin():
+                await conn.execute(_scope_statement(scope))
+                yield conn
     except Exception as error:
         translated = translate(error)
         if translated is error:
