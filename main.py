@@ -26,10 +26,11 @@ from db.embedded import EmbeddedPostgres, start_embedded_postgres
 from db.engine import DatabaseConfig, create_engine, ping
 from db.errors import DatabaseUnavailable
 from resolvers.auth import AuthConfig, TokenVerifier, sign_development_token
-from resolvers.context import ContextFactory
+from resolvers.context import ContextFactory, RowSecurityConfig
 from rest_compat import openapi
 from rest_compat import routes as rest_routes
 from rest_compat.errors import EXCEPTION_HANDLERS
+from rest_compat.guards import GRAPHIQL_ASSET_ORIGINS, BodySizeLimit, SecurityHeaders
 from schema.build import DEFAULT_CONFIG as DEFAULT_GRAPHQL
 from schema.build import GraphQLConfig, build_schema
 from schema.http import GraphQLEndpoint
@@ -114,6 +115,18 @@ SETTINGS = (
         "https://app.example.com; unset: no cross-origin access.",
     ),
     Setting("LOG_LEVEL", "INFO", "Python logging level."),
+    Setting(
+        "RLS",
+        "true",
+        "Also enforce ownership with PostgreSQL row-level security (a transaction per operation).",
+    ),
+    Setting(
+        "DB_APP_ROLE",
+        "taskql_app",
+        "Role each transaction acts as under RLS (created by the migrations); empty: the login "
+        "role, which must then be neither superuser nor BYPASSRLS.",
+    ),
+    Setting("MAX_BODY_BYTES", "1048576", "Largest request body accepted; larger ones get 413."),
 )
 
 
@@ -139,6 +152,8 @@ class Settings:
     graphql: GraphQLConfig
     cors_origins: tuple[str, ...]
     log_level: str
+    max_body_bytes: int
+    row_security: RowSecurityConfig
 
     @property
     def embedded(self) -> bool:
@@ -218,6 +233,12 @@ def read_settings(env: Mapping[str, str]) -> Settings:
             origin.strip() for origin in (get("CORS_ORIGINS") or "").split(",") if origin.strip()
         ),
         log_level=(get("LOG_LEVEL") or "INFO").upper(),
+        max_body_bytes=number("MAX_BODY_BYTES", int),
+        row_security=RowSecurityConfig(
+            enabled=bool(flag("RLS")),
+            # Set but empty means "no role", which get() would read as unset.
+            role=env.get("DB_APP_ROLE", get("DB_APP_ROLE")) or None,
+        ),
     )
 
 
@@ -273,7 +294,9 @@ def create_app(settings: Settings | None = None) -> Starlette:
             verifier = TokenVerifier(settings.auth)
             try:
                 yield {
-                    "context_factory": ContextFactory(engine=engine, verifier=verifier),
+                    "context_factory": ContextFactory(
+                        engine=engine, verifier=verifier, row_security=settings.row_security
+                    ),
                     "engine": engine,
                 }
             finally:
@@ -290,7 +313,11 @@ def create_app(settings: Settings | None = None) -> Starlette:
             *openapi.routes,
         ],
         exception_handlers=EXCEPTION_HANDLERS,
-        middleware=_cors(settings.cors_origins),
+        middleware=[
+            *_cors(settings.cors_origins),
+            Middleware(SecurityHeaders, graphiql_asset_origins=GRAPHIQL_ASSET_ORIGINS),
+            Middleware(BodySizeLimit, max_bytes=settings.max_body_bytes),
+        ],
         lifespan=lifespan,
     )
 

@@ -8,7 +8,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import text
+from sqlalchemy import Select, func, select, text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 from db.errors import translate
@@ -69,26 +69,49 @@ def create_engine(config: DatabaseConfig) -> AsyncEngine:
     )
 
 
+def _scope_statement(scope: RowScope) -> Select[Any]:
+    # One round trip: both settings end with the transaction.
+    settings = [func.set_config("app.user_id", scope.owner_id, True)]
+    if scope.role is not None:
+        settings.append(func.set_config("role", scope.role, True))
+    return select(*settings)
+
+
 def _unique_statement_name() -> str:
     return f"__taskql_{uuid.uuid4().hex}__"
 
 
+@dataclass(frozen=True, slots=True)
+class RowScope:
+    """Whose rows an operation may see, enforced by PostgreSQL's row-level security."""
+
+    owner_id: str
+    # Acted as for the transaction, so a login that bypasses row-level security is bound too.
+    role: str | None = None
+
+
 @asynccontextmanager
-async def connect(engine: AsyncEngine) -> AsyncIterator[AsyncConnection]:
+async def connect(
+    engine: AsyncEngine, scope: RowScope | None = None
+) -> AsyncIterator[AsyncConnection]:
     """A pooled connection whose work is committed when the block exits, with errors translated.
 
-    Every task operation is one statement, so autocommit makes each one atomic and durable
-    when it returns, without BEGIN/COMMIT round trips. Behind a transaction-pooling PgBouncer
-    the driver's prepare and execute are separate round trips that the pooler may send to
-    different servers, so there the work runs in a transaction, which pins one server.
+    Without a scope and without a pooler it is in autocommit mode: every task operation is
+    one statement, so each is atomic and durable when it returns, without BEGIN/COMMIT round
+    trips. Otherwise the operation runs in one transaction: transaction-local settings name
+    the owner for row-level security, and behind a transaction-pooling PgBouncer a
+    transaction pins one server (the driver's prepare and execute are separate round trips
+    the pooler could otherwise send to different servers).
     """
     try:
         async with engine.connect() as conn:
-            if engine.get_execution_options()[_TRANSACTION_POOLED]:
-                async with conn.begin():
-                    yield conn
-            else:
+            if scope is None and not engine.get_execution_options()[_TRANSACTION_POOLED]:
                 await conn.execution_options(isolation_level="AUTOCOMMIT")
+                yield conn
+                return
+            async with conn.begin():
+                if scope is not None:
+                    await conn.execute(_scope_statement(scope))
                 yield conn
     except Exception as error:
         translated = translate(error)

@@ -19,6 +19,15 @@ from resolvers.auth import Principal, TokenVerifier, bearer_token
 from resolvers.errors import FieldError, InvalidInput, ServiceUnavailable, Unauthenticated
 
 
+@dataclass(frozen=True, slots=True)
+class RowSecurityConfig:
+    """Whether operations also run under PostgreSQL row-level security, and as which role."""
+
+    enabled: bool = True
+    # None: the login role itself, which must then be neither superuser nor BYPASSRLS.
+    role: str | None = "taskql_app"
+
+
 @dataclass(slots=True)
 class Context:
     """Everything an operation needs about the request it serves."""
@@ -26,6 +35,7 @@ class Context:
     engine: AsyncEngine
     principal: Principal | None
     request_id: str = "-"
+    row_security: RowSecurityConfig = field(default_factory=RowSecurityConfig)
     _task_loader: DataLoader[int, Task | None] | None = field(default=None, init=False)
 
     @property
@@ -54,8 +64,11 @@ class Context:
     @asynccontextmanager
     async def connection(self) -> AsyncIterator[AsyncConnection]:
         """A connection for one operation, with storage failures turned into domain errors."""
+        scope = None
+        if self.row_security.enabled:
+            scope = db_engine.RowScope(self.viewer.user_id, self.row_security.role)
         try:
-            async with db_engine.connect(self.engine) as conn:
+            async with db_engine.connect(self.engine, scope) as conn:
                 yield conn
         except DatabaseUnavailable as error:
             raise ServiceUnavailable(
@@ -73,11 +86,15 @@ class ContextFactory:
 
     engine: AsyncEngine
     verifier: TokenVerifier
+    row_security: RowSecurityConfig = field(default_factory=RowSecurityConfig)
 
     async def __call__(self, *, authorization: str | None, request_id: str | None) -> Context:
         """A context whose principal is None when no token was sent; a bad token raises."""
         token = bearer_token(authorization)
         principal = None if token is None else await self.verifier.verify(token)
         return Context(
-            engine=self.engine, principal=principal, request_id=request_id or uuid.uuid4().hex
+            engine=self.engine,
+            principal=principal,
+            request_id=request_id or uuid.uuid4().hex,
+            row_security=self.row_security,
         )

@@ -1,0 +1,153 @@
+"""ASGI guards serving both doors (REST and GraphQL): request body size limit, security headers."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+import orjson
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+# Strawberry's stock GraphiQL page loads its scripts and styles from this CDN.
+GRAPHIQL_ASSET_ORIGINS = ("https://unpkg.com", "https://cdn.jsdelivr.net")
+
+# JSON is never rendered by a browser, so API responses may load nothing and be framed nowhere.
+API_POLICY = "default-src 'none'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'"
+
+
+def graphiql_policy(asset_origins: Iterable[str]) -> str:
+    """The Content-Security-Policy of the GraphiQL page.
+
+    Its bootstrap script and style are inline in Strawberry's HTML, hence 'unsafe-inline' there
+    (and only there); it fetches /graphql on its own origin.
+    """
+    origins = " ".join(asset_origins)
+    return (
+        "default-src 'none'; "
+        f"script-src 'unsafe-inline' {origins}; "
+        f"style-src 'unsafe-inline' {origins}; "
+        f"font-src data: {origins}; "
+        f"img-src data: {origins}; "
+        "connect-src 'self'; "
+        "frame-ancestors 'none'; base-uri 'none'; form-action 'none'"
+    )
+
+
+class BodySizeLimit:
+    """Answer 413 as soon as a request body is known to exceed `max_bytes`.
+
+    A declared Content-Length is checked before anything is read (the server holds the body to
+    it, so such a request needs no counting); a chunked body is counted as it arrives.
+    """
+
+    def __init__(self, app: ASGIApp, *, max_bytes: int, graphql_path: str = "/graphql") -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+        self.graphql_path = graphql_path
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        declared = _content_length(scope)
+        if declared is not None:
+            if declared > self.max_bytes:
+                await self._refuse(scope, send)
+            else:
+                await self.app(scope, receive, send)
+            return
+        received = 0
+        response_started = False
+
+        async def counting_receive() -> Message:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.max_bytes:
+                    raise _BodyTooLarge
+            return message
+
+        async def tracking_send(message: Message) -> None:
+            nonlocal response_started
+            response_started = response_started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, counting_receive, tracking_send)
+        except _BodyTooLarge:
+            if response_started:
+                raise
+            await self._refuse(scope, send)
+
+    async def _refuse(self, scope: Scope, send: Send) -> None:
+        message = f"The request body is larger than {self.max_bytes} bytes"
+        # Each door's error shape: GraphQL's errors list, FastAPI's detail for REST.
+        body: dict[str, Any] = (
+            {"errors": [{"message": message, "extensions": {"code": "PAYLOAD_TOO_LARGE"}}]}
+            if scope["path"] == self.graphql_path
+            else {"detail": message}
+        )
+        content = orjson.dumps(body)
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 413,
+                "headers": [
+                    (b"content-type", b"application/json"),
+                    (b"content-length", str(len(content)).encode()),
+                    # The unread rest of the body makes the connection unusable for another request.
+                    (b"connection", b"close"),
+                ],
+            }
+        )
+        await send({"type": "http.response.body", "body": content})
+
+
+class _BodyTooLarge(Exception):
+    pass
+
+
+def _content_length(scope: Scope) -> int | None:
+    for name, value in scope["headers"]:
+        if name == b"content-length":
+            # The server has already rejected a malformed Content-Length.
+            return int(value) if value.isdigit() else None
+    return None
+
+
+class SecurityHeaders:
+    """Add browser hardening headers to every response; HTML (GraphiQL) gets its own CSP."""
+
+    def __init__(self, app: ASGIApp, *, graphiql_asset_origins: Iterable[str]) -> None:
+        self.app = app
+        common = [
+            (b"x-content-type-options", b"nosniff"),
+            (b"referrer-policy", b"no-referrer"),
+            (b"x-frame-options", b"DENY"),
+        ]
+        self._api_headers = [*common, (b"content-security-policy", API_POLICY.encode())]
+        self._html_headers = [
+            *common,
+            (b"content-security-policy", graphiql_policy(graphiql_asset_origins).encode()),
+        ]
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def send_with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = list(message.get("headers", ()))
+                message["headers"] = headers + self._headers_for(headers)
+            await send(message)
+
+        await self.app(scope, receive, send_with_headers)
+
+    def _headers_for(self, headers: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
+        # Only the GraphiQL page is HTML; everything else the API sends is data.
+        for name, value in headers:
+            if name.lower() == b"content-type" and value.startswith(b"text/html"):
+                return self._html_headers
+        return self._api_headers

@@ -1,0 +1,199 @@
+"""Every kind of bad token, sent through both doors of the real app: 401 (503 for a JWKS outage)."""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from collections.abc import AsyncIterator, Callable, Iterator
+from typing import Any
+
+import httpx
+import pytest
+
+import main
+from tests.conftest import JWT_SECRET, app_client, make_settings
+from tests.support.jwks import (
+    JwksServer,
+    SigningKey,
+    ed25519_key,
+    es256_key,
+    hs256_token,
+    rs256_key,
+    sign,
+    unsigned_token,
+)
+from tests.support.responses import assert_no_internals
+
+USER_ID = "Xq3bS7kP1zR9tY2wV8nM4cL6hJ0fD5gA"
+ISSUER = AUDIENCE = "http://localhost:3000"
+ED = ed25519_key("ed-1")
+EC = es256_key("ec-1")
+RSA = rs256_key("rsa-1")
+UNPUBLISHED = ed25519_key("ed-unpublished")
+OMIT = object()
+GRAPHQL_VIEWER = {"query": "{ viewer { id } tasks { totalCount } }"}
+
+
+def claims(**overrides: Any) -> dict[str, Any]:
+    """Valid claims for USER_ID as Better Auth issues them; OMIT removes a claim."""
+    now = int(time.time())
+    values = {"sub": USER_ID, "iat": now, "exp": now + 900, "iss": ISSUER, "aud": AUDIENCE}
+    values.update(overrides)
+    return {name: value for name, value in values.items() if value is not OMIT}
+
+
+def bearer(token: str) -> str:
+    return f"Bearer {token}"
+
+
+def now_plus(seconds: int) -> int:
+    return int(time.time()) + seconds
+
+
+# (case, Authorization header or None); a factory, because tokens carry the current time.
+BAD_CREDENTIALS: list[tuple[str, Callable[[], str | None]]] = [
+    ("no header", lambda: None),
+    ("wrong scheme", lambda: "Basic dXNlcjpwYXNz"),
+    ("empty token", lambda: "Bearer "),
+    ("scheme only", lambda: "Bearer"),
+    ("garbage", lambda: bearer("not-a.jwt-at.all")),
+    ("three dots", lambda: bearer("...")),
+    ("alg none", lambda: bearer(unsigned_token(claims()))),
+    ("alg None", lambda: bearer(unsigned_token(claims(), alg="None"))),
+    ("HS256 with RSA public key", lambda: bearer(hs256_token(claims(), RSA.public_pem()))),
+    ("HS256 with EC public key", lambda: bearer(hs256_token(claims(), EC.public_pem()))),
+    ("HS256 with OKP public key", lambda: bearer(hs256_token(claims(), ED.public_pem()))),
+    (
+        "HS256 with RSA public key, kid named",
+        lambda: bearer(hs256_token(claims(), RSA.public_pem(), kid=RSA.kid)),
+    ),
+    ("HS256 with a wrong secret", lambda: bearer(hs256_token(claims(), b"guessed-secret"))),
+    ("expired", lambda: bearer(sign(claims(iat=now_plus(-7200), exp=now_plus(-3600)), ED))),
+    ("nbf in the future", lambda: bearer(sign(claims(nbf=now_plus(3600)), ED))),
+    ("iat beyond leeway", lambda: bearer(sign(claims(iat=now_plus(3600)), ED))),
+    ("wrong iss", lambda: bearer(sign(claims(iss="https://evil.example"), ED))),
+    ("wrong aud", lambda: bearer(sign(claims(aud="https://other.example"), ED))),
+    ("missing sub", lambda: bearer(sign(claims(sub=OMIT), ED))),
+    ("numeric sub", lambda: bearer(sign(claims(sub=12345), ED))),
+    ("object sub", lambda: bearer(sign(claims(sub={"id": USER_ID}), ED))),
+    ("missing exp", lambda: bearer(sign(claims(exp=OMIT), ED))),
+    ("over 8 KB", lambda: bearer(sign(claims(padding="x" * 9000), ED))),
+    ("unknown kid", lambda: bearer(sign(claims(), UNPUBLISHED))),
+    ("published kid, other key", lambda: bearer(sign(claims(), UNPUBLISHED, kid=ED.kid))),
+    ("PS512, not on the allow-list", lambda: bearer(sign(claims(), RSA, "PS512"))),
+]
+
+
+def published(*keys: SigningKey) -> list[dict[str, Any]]:
+    return [key.public_jwk() for key in keys]
+
+
+@pytest.fixture(scope="module")
+def jwks_server() -> Iterator[JwksServer]:
+    with JwksServer(published(ED, EC, RSA)) as server:
+        yield server
+
+
+def jwks_settings(database_url: str, jwks_url: str, **auth: Any) -> main.Settings:
+    """An app that accepts both an HS256 secret and the JWKS keys, with iss and aud checked."""
+    settings = make_settings(
+        database_url, JWT_JWKS_URL=jwks_url, JWT_ISSUER=ISSUER, JWT_AUDIENCE=AUDIENCE
+    )
+    return dataclasses.replace(settings, auth=dataclasses.replace(settings.auth, **auth))
+
+
+@pytest.fixture
+async def jwks_client(
+    database_url: str, jwks_server: JwksServer
+) -> AsyncIterator[httpx.AsyncClient]:
+    jwks_server.mode = "up"
+    async with app_client(jwks_settings(database_url, jwks_server.url)) as http:
+        yield http
+
+
+async def both_doors(http: httpx.AsyncClient, authorization: str | None) -> list[httpx.Response]:
+    headers = {} if authorization is None else {"Authorization": authorization}
+    return [
+        await http.get(f"/api/{USER_ID}/tasks", headers=headers),
+        await http.post("/graphql", json=GRAPHQL_VIEWER, headers=headers),
+    ]
+
+
+def assert_refused(response: httpx.Response, authorization: str | None, *statuses: int) -> None:
+    assert response.status_code in (statuses or (401,)), response.text
+    if response.status_code == 401:
+        assert response.headers["www-authenticate"].startswith("Bearer")
+    else:
+        assert int(response.headers["retry-after"]) >= 1
+    token = (authorization or "").removeprefix("Bearer").strip()
+    # Neither the token nor any part of it comes back.
+    for part in [token, *token.split(".")]:
+        if len(part) >= 8:
+            assert part not in response.text
+    assert USER_ID not in response.text
+    assert_no_internals(response.text)
+
+
+async def test_valid_tokens_are_accepted(jwks_client: httpx.AsyncClient) -> None:
+    for token in [sign(claims(), ED), sign(claims(), EC), sign(claims(), RSA)]:
+        for response in await both_doors(jwks_client, bearer(token)):
+            assert response.status_code == 200, response.text
+    hs = hs256_token(claims(), JWT_SECRET.encode())
+    assert all(r.status_code == 200 for r in await both_doors(jwks_client, bearer(hs)))
+
+
+@pytest.mark.parametrize(
+    ("case", "credentials"), BAD_CREDENTIALS, ids=[c for c, _ in BAD_CREDENTIALS]
+)
+async def test_bad_credentials_are_refused(
+    jwks_client: httpx.AsyncClient, case: str, credentials: Callable[[], str | None]
+) -> None:
+    authorization = credentials()
+    for response in await both_doors(jwks_client, authorization):
+        assert_refused(response, authorization)
+
+
+async def test_asymmetric_token_when_only_a_secret_is_configured(database_url: str) -> None:
+    async with app_client(make_settings(database_url)) as http:
+        for key in (RSA, EC, ED):
+            authorization = bearer(sign(claims(), key))
+            for response in await both_doors(http, authorization):
+                assert_refused(response, authorization)
+
+
+async def test_jwks_outage_keeps_cached_keys_and_fails_fast(
+    database_url: str, jwks_server: JwksServer
+) -> None:
+    jwks_server.mode = "up"
+    # Keys expire from the cache at once, so every request after the outage tries a refetch.
+    settings = jwks_settings(
+        database_url, jwks_server.url, jwks_cache_seconds=0, jwks_timeout_seconds=0.5
+    )
+    async with app_client(settings) as http:
+        assert all(r.status_code == 200 for r in await both_doors(http, bearer(sign(claims(), ED))))
+        for mode in ("drop", "error", "slow"):
+            jwks_server.mode = mode
+            fresh = bearer(sign(claims(jti=mode), ED))
+            assert all(r.status_code == 200 for r in await both_doors(http, fresh)), mode
+            authorization = bearer(sign(claims(), UNPUBLISHED))
+            started = time.monotonic()
+            for response in await both_doors(http, authorization):
+                assert_refused(response, authorization, 401, 503)
+            assert time.monotonic() - started < 3
+    jwks_server.mode = "up"
+
+
+async def test_jwks_down_from_the_start_is_503_not_a_hang(
+    database_url: str, jwks_server: JwksServer
+) -> None:
+    jwks_server.mode = "slow"
+    settings = jwks_settings(database_url, jwks_server.url, jwks_timeout_seconds=0.5)
+    try:
+        async with app_client(settings) as http:
+            authorization = bearer(sign(claims(), ED))
+            started = time.monotonic()
+            for response in await both_doors(http, authorization):
+                assert_refused(response, authorization, 503)
+            assert time.monotonic() - started < 3
+    finally:
+        jwks_server.mode = "up"
