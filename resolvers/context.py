@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from functools import partial
@@ -26,6 +26,8 @@ class Context:
     engine: AsyncEngine
     principal: Principal | None
     request_id: str = "-"
+    # Called on each database outage; main.py counts them in the metrics.
+    on_database_unavailable: Callable[[], None] | None = None
     _task_loader: DataLoader[int, Task | None] | None = field(default=None, init=False)
 
     @property
@@ -58,6 +60,8 @@ class Context:
             async with db_engine.connect(self.engine) as conn:
                 yield conn
         except DatabaseUnavailable as error:
+            if self.on_database_unavailable is not None:
+                self.on_database_unavailable()
             raise ServiceUnavailable(
                 "The database is unavailable; retry shortly", retry_after=2
             ) from error
@@ -73,11 +77,15 @@ class ContextFactory:
 
     engine: AsyncEngine
     verifier: TokenVerifier
+    on_database_unavailable: Callable[[], None] | None = None
 
     async def __call__(self, *, authorization: str | None, request_id: str | None) -> Context:
         """A context whose principal is None when no token was sent; a bad token raises."""
         token = bearer_token(authorization)
         principal = None if token is None else await self.verifier.verify(token)
         return Context(
-            engine=self.engine, principal=principal, request_id=request_id or uuid.uuid4().hex
+            engine=self.engine,
+            principal=principal,
+            request_id=request_id or uuid.uuid4().hex,
+            on_database_unavailable=self.on_database_unavailable,
         )

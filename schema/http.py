@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -13,18 +14,23 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 from starlette.routing import Route
 from strawberry.exceptions import MissingQueryError
-from strawberry.http.ides import get_graphql_ide_html
 from strawberry.schema.exceptions import InvalidOperationTypeError
 from strawberry.types import ExecutionResult
 from strawberry.types.graphql import OperationType
 
 from resolvers.context import Context, ContextFactory
 from resolvers.errors import AppError, ServiceUnavailable
+from schema.graphiql import GraphiQL
 
 GRAPHQL_RESPONSE = "application/graphql-response+json"
 JSON = "application/json"
 
 _STATUS_BY_CODE = {"UNAUTHENTICATED": 401, "SERVICE_UNAVAILABLE": 503}
+# The name of a document's first operation, for logs and metrics when operationName is absent;
+# a full parse is left to the schema, which caches it.
+_FIRST_OPERATION_NAME = re.compile(
+    r"(?:\s|,|#[^\n]*\n)*+(?:query|mutation|subscription)\s+([_A-Za-z][_0-9A-Za-z]*)"
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,7 +38,7 @@ class GraphQLEndpoint:
     """Parses a GraphQL request, runs it against the schema and renders the response."""
 
     schema: strawberry.Schema
-    graphiql: bool = True
+    graphiql: GraphiQL | None = None
 
     def routes(self) -> list[Route]:
         return [Route("/graphql", self.handle, methods=["GET", "POST"])]
@@ -40,21 +46,26 @@ class GraphQLEndpoint:
     async def handle(self, request: Request) -> Response:
         media_type = _negotiate(request.headers.get("accept"))
         if request.method == "GET" and "query" not in request.query_params:
-            if self.graphiql and "text/html" in request.headers.get("accept", ""):
-                return HTMLResponse(get_graphql_ide_html())
+            if self.graphiql is not None and "text/html" in request.headers.get("accept", ""):
+                return HTMLResponse(self.graphiql.html())
             return _request_error("Send a GraphQL query in the `query` parameter", 400, media_type)
         try:
             params = await _read_params(request)
         except _BadRequest as bad:
             return _request_error(bad.message, bad.status, media_type, bad.headers)
+        request.state.graphql_operation = params["operationName"] or _first_operation_name(
+            params["query"]
+        )
         factory: ContextFactory = request.state.context_factory
         try:
             context = await factory(
                 authorization=request.headers.get("authorization"),
-                request_id=request.headers.get("x-request-id"),
+                request_id=request.state.request_id,
             )
         except AppError as error:
             return _app_error(error, media_type)
+        if context.principal is not None:
+            request.state.user_id = context.principal.user_id
         return await self._execute(request, params, context, media_type)
 
     async def _execute(
@@ -114,6 +125,11 @@ async def _read_params(request: Request) -> dict[str, Any]:
     if operation_name is not None and not isinstance(operation_name, str):
         raise _BadRequest("`operationName` must be a string")
     return {"query": query, "variables": variables, "operationName": operation_name}
+
+
+def _first_operation_name(query: str) -> str | None:
+    match = _FIRST_OPERATION_NAME.match(query)
+    return match.group(1) if match else None
 
 
 def _json(raw: str | bytes, what: str) -> Any:
