@@ -7,7 +7,6 @@ import) so that every worker writes its samples there and any worker can answer 
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 from typing import Any, Final
 
@@ -32,7 +31,6 @@ _LABELS = ("route", "operation", "method", "status")
 # number of time series without limit.
 _METHODS: Final = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 _MAX_OPERATIONS: Final = 200
-_GRAPHQL_NAME = re.compile(r"[_A-Za-z][_0-9A-Za-z]{0,99}")
 
 REQUESTS = Counter(
     "taskql_http_requests",
@@ -92,7 +90,7 @@ class RequestMetrics:
             return ""
         if operation in self._operations:
             return operation
-        if len(self._operations) < _MAX_OPERATIONS and _GRAPHQL_NAME.fullmatch(operation):
+        if len(self._operations) < _MAX_OPERATIONS:
             self._operations.add(operation)
             return operation
         return "other"

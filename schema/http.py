@@ -26,10 +26,11 @@ GRAPHQL_RESPONSE = "application/graphql-response+json"
 JSON = "application/json"
 
 _STATUS_BY_CODE = {"UNAUTHENTICATED": 401, "SERVICE_UNAVAILABLE": 503}
+_NAME = r"[_A-Za-z][_0-9A-Za-z]{0,99}"
 # The name of a document's first operation, for logs and metrics when operationName is absent;
 # a full parse is left to the schema, which caches it.
 _FIRST_OPERATION_NAME = re.compile(
-    r"(?:\s|,|#[^\n]*\n)*+(?:query|mutation|subscription)\s+([_A-Za-z][_0-9A-Za-z]*)"
+    rf"(?:\s|,|#[^\n]*\n)*+(?:query|mutation|subscription)\s+({_NAME})"
 )
 
 
@@ -53,9 +54,7 @@ class GraphQLEndpoint:
             params = await _read_params(request)
         except _BadRequest as bad:
             return _request_error(bad.message, bad.status, media_type, bad.headers)
-        request.state.graphql_operation = params["operationName"] or _first_operation_name(
-            params["query"]
-        )
+        request.state.graphql_operation = _operation_name(params)
         factory: ContextFactory = request.state.context_factory
         try:
             context = await factory(
@@ -127,9 +126,13 @@ async def _read_params(request: Request) -> dict[str, Any]:
     return {"query": query, "variables": variables, "operationName": operation_name}
 
 
-def _first_operation_name(query: str) -> str | None:
-    match = _FIRST_OPERATION_NAME.match(query)
-    return match.group(1) if match else None
+def _operation_name(params: dict[str, Any]) -> str | None:
+    """The operation's name for logs and metrics: a GraphQL name, never other client text."""
+    name = params["operationName"]
+    if name is None:
+        match = _FIRST_OPERATION_NAME.match(params["query"])
+        return match[1] if match else None
+    return name if re.fullmatch(_NAME, name) else None
 
 
 def _json(raw: str | bytes, what: str) -> Any:

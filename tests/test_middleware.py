@@ -12,6 +12,7 @@ import httpx
 import pytest
 
 from rest_compat.logs import JsonFormatter
+from schema.http import _operation_name
 
 Auth = Callable[[str], dict[str, str]]
 
@@ -77,12 +78,24 @@ async def test_graphql_line_names_the_operation(
     named = {"query": "# list\nquery MyTasks { tasks(first: 1) { totalCount } }"}
     chosen = {"query": "query A { viewer { id } } query B { viewer { id } }", "operationName": "B"}
     for body in (named, chosen, {"query": "{ viewer { id } }"}):
-        response = await client.post("/graphql", headers=auth("alice"), json=body)
-        assert response.status_code == 200
+        await client.post("/graphql", headers=auth("alice"), json=body)
     lines = access_lines(caplog)
     assert [line["operation"] for line in lines] == ["MyTasks", "B", None]
     assert {line["route"] for line in lines} == {"/graphql"}
     assert all(line["user"] for line in lines)
+    assert [line["status"] for line in lines] == [200, 200, 200]
+
+
+@pytest.mark.parametrize(
+    ("operation_name", "logged"),
+    [("A\nfake log line", None), ("x" * 101, None), (None, "Long" + "g" * 96)],
+)
+def test_only_graphql_names_are_logged_as_operations(
+    operation_name: str | None, logged: str | None
+) -> None:
+    query = "query Long" + "g" * 200 + " { viewer { id } }"
+    params = {"query": query, "operationName": operation_name}
+    assert _operation_name(params) == logged
 
 
 async def test_anonymous_and_unmatched_requests_are_logged_without_user(
