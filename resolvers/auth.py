@@ -7,7 +7,7 @@ import logging
 import math
 import time
 from collections import OrderedDict
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -215,13 +215,17 @@ def _principal_from(claims: Mapping[str, Any]) -> tuple[Principal, float]:
 class TokenVerifier:
     """Verifies bearer tokens; one per process, shared by all requests."""
 
-    def __init__(self, config: AuthConfig) -> None:
+    def __init__(
+        self, config: AuthConfig, *, on_jwks_fetch: Callable[[bool], None] | None = None
+    ) -> None:
+        """`on_jwks_fetch` is told whether each JWKS fetch succeeded (main.py counts them)."""
         if not config.secret and not config.jwks_url:
             raise ValueError("AuthConfig needs a secret, a jwks_url, or both")
         unsupported = sorted(set(config.jwks_algorithms) - _JWKS_KEY_SHAPES.keys())
         if unsupported:
             raise ValueError(f"Unsupported JWKS algorithms: {', '.join(unsupported)}")
         self._config = config
+        self._on_jwks_fetch = on_jwks_fetch
         self._http: httpx.AsyncClient | None = None
         if config.jwks_url:
             if httpx.URL(config.jwks_url).scheme not in ("http", "https"):
@@ -374,6 +378,8 @@ class TokenVerifier:
             )
         finally:
             self._fetch_task = None
+        if self._on_jwks_fetch is not None:
+            self._on_jwks_fetch(not self._last_fetch_failed)
 
     def _retry_after(self) -> int:
         since_attempt = time.monotonic() - self._last_fetch_attempt_at

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from functools import partial
@@ -36,6 +36,8 @@ class Context:
     principal: Principal | None
     request_id: str = "-"
     row_security: RowSecurityConfig = field(default_factory=RowSecurityConfig)
+    # Called on each database outage; main.py counts them in the metrics.
+    on_database_unavailable: Callable[[], None] | None = None
     _task_loader: DataLoader[int, Task | None] | None = field(default=None, init=False)
 
     @property
@@ -71,6 +73,8 @@ class Context:
             async with db_engine.connect(self.engine, scope) as conn:
                 yield conn
         except DatabaseUnavailable as error:
+            if self.on_database_unavailable is not None:
+                self.on_database_unavailable()
             raise ServiceUnavailable(
                 "The database is unavailable; retry shortly", retry_after=2
             ) from error
@@ -87,6 +91,7 @@ class ContextFactory:
     engine: AsyncEngine
     verifier: TokenVerifier
     row_security: RowSecurityConfig = field(default_factory=RowSecurityConfig)
+    on_database_unavailable: Callable[[], None] | None = None
 
     async def __call__(self, *, authorization: str | None, request_id: str | None) -> Context:
         """A context whose principal is None when no token was sent; a bad token raises."""
@@ -97,4 +102,5 @@ class ContextFactory:
             principal=principal,
             request_id=request_id or uuid.uuid4().hex,
             row_security=self.row_security,
+            on_database_unavailable=self.on_database_unavailable,
         )

@@ -44,9 +44,10 @@ async def http_error(request: Request, error: Exception) -> Response:
 
 
 async def unexpected_error(request: Request, error: Exception) -> Response:
-    request_id = request.headers.get("x-request-id", "-")
+    request_id = request.state.request_id
     log.error("unexpected error (request %s) on %s", request_id, request.url.path, exc_info=error)
-    return json_response({"detail": "Internal server error"}, 500)
+    # Sent from outside the telemetry middleware, which therefore cannot add the header.
+    return json_response({"detail": "Internal server error"}, 500, {"X-Request-ID": request_id})
 
 
 EXCEPTION_HANDLERS: dict[Any, Handler] = {

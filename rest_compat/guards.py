@@ -4,22 +4,28 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from typing import Any
+from urllib.parse import urlsplit
 
 import orjson
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 # Strawberry's stock GraphiQL page loads its scripts and styles from this CDN.
-GRAPHIQL_ASSET_ORIGINS = ("https://unpkg.com", "https://cdn.jsdelivr.net")
 
 # JSON is never rendered by a browser, so API responses may load nothing and be framed nowhere.
 API_POLICY = "default-src 'none'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'"
 
 
+def asset_origin(assets_url: str) -> str:
+    """The origin (scheme://host[:port]) that GraphiQL's scripts are served from."""
+    parts = urlsplit(assets_url)
+    return f"{parts.scheme}://{parts.netloc}"
+
+
 def graphiql_policy(asset_origins: Iterable[str]) -> str:
     """The Content-Security-Policy of the GraphiQL page.
 
-    Its bootstrap script and style are inline in Strawberry's HTML, hence 'unsafe-inline' there
-    (and only there); it fetches /graphql on its own origin.
+    Its bootstrap script and style are inline in the page, hence 'unsafe-inline' there (and
+    only there); it fetches /graphql on its own origin.
     """
     origins = " ".join(asset_origins)
     return (

@@ -28,8 +28,10 @@ async def _context(request: Request) -> Context:
     factory: ContextFactory = request.state.context_factory
     context = await factory(
         authorization=request.headers.get("authorization"),
-        request_id=request.headers.get("x-request-id"),
+        request_id=request.state.request_id,
     )
+    if context.principal is not None:
+        request.state.user_id = context.principal.user_id
     if request.path_params["user_id"] != context.viewer.user_id:
         raise Forbidden("You can only access your own tasks")
     return context

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import lru_cache
@@ -15,18 +16,24 @@ from starlette.responses import HTMLResponse, Response
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 from strawberry.exceptions import MissingQueryError
-from strawberry.http.ides import get_graphql_ide_html
 from strawberry.schema.exceptions import CannotGetOperationTypeError, InvalidOperationTypeError
 from strawberry.types import ExecutionResult
 from strawberry.types.graphql import OperationType
 
 from resolvers.context import Context, ContextFactory
 from resolvers.errors import AppError, ServiceUnavailable
+from schema.graphiql import GraphiQL
 
 GRAPHQL_RESPONSE = "application/graphql-response+json"
 JSON = "application/json"
 
 _STATUS_BY_CODE = {"UNAUTHENTICATED": 401, "SERVICE_UNAVAILABLE": 503}
+_NAME = r"[_A-Za-z][_0-9A-Za-z]{0,99}"
+# The name of a document's first operation, for logs and metrics when operationName is absent;
+# a full parse is left to the schema, which caches it.
+_FIRST_OPERATION_NAME = re.compile(
+    rf"(?:\s|,|#[^\n]*\n)*+(?:query|mutation|subscription)\s+({_NAME})"
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,7 +41,7 @@ class GraphQLEndpoint:
     """Parses a GraphQL request, runs it against the schema and renders the response."""
 
     schema: strawberry.Schema
-    graphiql: bool = True
+    graphiql: GraphiQL | None = None
 
     def routes(self) -> list[Route]:
         # Mounted as an ASGI app, so that every method reaches `handle` and even the 405 for
@@ -51,8 +58,8 @@ class GraphQLEndpoint:
             return _request_error(message, 405, GRAPHQL_RESPONSE, {"Allow": "GET, POST"})
         accept = request.headers.get("accept", "")
         no_query = request.method == "GET" and "query" not in request.query_params
-        if no_query and self.graphiql and "text/html" in accept:
-            return HTMLResponse(get_graphql_ide_html())
+        if no_query and self.graphiql is not None and "text/html" in accept:
+            return HTMLResponse(self.graphiql.html())
         media_type = _negotiate(accept)
         if media_type is None:
             message = f"Accept {GRAPHQL_RESPONSE} or {JSON}"
@@ -63,14 +70,17 @@ class GraphQLEndpoint:
             params = await _read_params(request)
         except _BadRequest as bad:
             return _request_error(bad.message, bad.status, media_type, bad.headers)
+        request.state.graphql_operation = _operation_name(params)
         factory: ContextFactory = request.state.context_factory
         try:
             context = await factory(
                 authorization=request.headers.get("authorization"),
-                request_id=request.headers.get("x-request-id"),
+                request_id=request.state.request_id,
             )
         except AppError as error:
             return _app_error(error, media_type)
+        if context.principal is not None:
+            request.state.user_id = context.principal.user_id
         return await self._execute(request, params, context, media_type)
 
     async def _execute(
@@ -132,6 +142,15 @@ async def _read_params(request: Request) -> dict[str, Any]:
     if operation_name is not None and not isinstance(operation_name, str):
         raise _BadRequest("`operationName` must be a string")
     return {"query": query, "variables": variables, "operationName": operation_name}
+
+
+def _operation_name(params: dict[str, Any]) -> str | None:
+    """The operation's name for logs and metrics: a GraphQL name, never other client text."""
+    name = params["operationName"]
+    if name is None:
+        match = _FIRST_OPERATION_NAME.match(params["query"])
+        return match[1] if match else None
+    return name if re.fullmatch(_NAME, name) else None
 
 
 def _json(raw: str | bytes, what: str) -> Any:

@@ -1,0 +1,150 @@
+"""Prometheus metrics for both doors, the database pool and JWKS fetches; served at /metrics.
+
+Lives beside the REST routes but serves the whole app: main.py wires it around GraphQL too.
+With several worker processes, set PROMETHEUS_MULTIPROC_DIR (prometheus-client reads it at
+import) so that every worker writes its samples there and any worker can answer a scrape.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Final
+
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    REGISTRY,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+    multiprocess,
+)
+from sqlalchemy import event
+from sqlalchemy.ext.asyncio import AsyncEngine
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+_LABELS = ("route", "operation", "method", "status")
+# Client-chosen strings become label values only from a bounded set, so no client can grow the
+# number of time series without limit.
+_METHODS: Final = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+_MAX_OPERATIONS: Final = 200
+
+REQUESTS = Counter(
+    "taskql_http_requests",
+    "HTTP requests by route template (or GraphQL operation name), method and status",
+    _LABELS,
+)
+REQUEST_SECONDS = Histogram(
+    "taskql_http_request_duration_seconds",
+    "Time from request to the end of the response, by route template, operation and status",
+    _LABELS,
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0),
+)
+POOL_IN_USE = Gauge(
+    "taskql_db_pool_connections_in_use",
+    "Database connections checked out of the pool",
+    multiprocess_mode="livesum",
+)
+POOL_IDLE = Gauge(
+    "taskql_db_pool_connections_idle",
+    "Open database connections waiting in the pool",
+    multiprocess_mode="livesum",
+)
+DATABASE_UNAVAILABLE = Counter(
+    "taskql_database_unavailable",
+    "Operations refused because the database could not be reached or timed out",
+)
+JWKS_FETCHES = Counter(
+    "taskql_jwks_fetches", "Fetches of the JWKS signing keys, by outcome", ["outcome"]
+)
+
+
+class RequestMetrics:
+    """Records each request under bounded labels; the label children are cached per combination.
+
+    One per process (REQUEST_METRICS), like the metrics it feeds, so the bounds are per process.
+    """
+
+    def __init__(self) -> None:
+        self._children: dict[tuple[str, str, str, int], tuple[Any, Any]] = {}
+        self._operations: set[str] = set()
+
+    def observe(
+        self, route: str, operation: str | None, method: str, status: int, seconds: float
+    ) -> None:
+        method = method if method in _METHODS else "OTHER"
+        key = (route, self._operation_label(operation), method, status)
+        children = self._children.get(key)
+        if children is None:
+            labels = (route, key[1], method, str(status))
+            children = (REQUESTS.labels(*labels), REQUEST_SECONDS.labels(*labels))
+            self._children[key] = children
+        children[0].inc()
+        children[1].observe(seconds)
+
+    def _operation_label(self, operation: str | None) -> str:
+        if operation is None:
+            return ""
+        if operation in self._operations:
+            return operation
+        if len(self._operations) < _MAX_OPERATIONS:
+            self._operations.add(operation)
+            return operation
+        return "other"
+
+
+REQUEST_METRICS = RequestMetrics()
+
+
+def watch_pool(engine: AsyncEngine) -> None:
+    """Keep the pool gauges current from the engine's checkout and checkin events."""
+    pool = engine.sync_engine.pool
+
+    def on_checkout(*_: object) -> None:
+        POOL_IN_USE.set(pool.checkedout())  # type: ignore[attr-defined]
+        POOL_IDLE.set(pool.checkedin())  # type: ignore[attr-defined]
+
+    def on_checkin(*_: object) -> None:
+        # The event fires before the pool takes the connection back.
+        POOL_IN_USE.set(pool.checkedout() - 1)  # type: ignore[attr-defined]
+        POOL_IDLE.set(pool.checkedin() + 1)  # type: ignore[attr-defined]
+
+    event.listen(engine.sync_engine, "checkout", on_checkout)
+    event.listen(engine.sync_engine, "checkin", on_checkin)
+
+
+def database_unavailable() -> None:
+    DATABASE_UNAVAILABLE.inc()
+
+
+def jwks_fetched(succeeded: bool) -> None:
+    JWKS_FETCHES.labels("ok" if succeeded else "error").inc()
+
+
+def mark_process_dead(multiprocess_dir: Path | None, pid: int) -> None:
+    """Drop a stopping worker's live gauges from the shared directory."""
+    if multiprocess_dir is not None:
+        multiprocess.mark_process_dead(pid, str(multiprocess_dir))  # type: ignore[no-untyped-call]
+
+
+def clear_multiprocess_dir(multiprocess_dir: Path, *, keep_pid: int) -> None:
+    """Remove the samples of earlier runs (all but `keep_pid`'s); call before workers start."""
+    for sample_file in multiprocess_dir.glob("*.db"):
+        if not sample_file.stem.endswith(f"_{keep_pid}"):
+            sample_file.unlink()
+
+
+def routes(multiprocess_dir: Path | None) -> list[Route]:
+    """GET /metrics: this process's samples, or every worker's with a multiprocess directory."""
+    registry = REGISTRY
+    if multiprocess_dir is not None:
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry, path=str(multiprocess_dir))  # type: ignore[no-untyped-call]
+
+    async def serve(request: Request) -> Response:
+        return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
+
+    return [Route("/metrics", serve, methods=["GET"])]

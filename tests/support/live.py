@@ -1,0 +1,38 @@
+"""A real uvicorn server on a free 127.0.0.1 port, run from a thread, for real clients."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import uvicorn
+
+import main
+
+
+@contextmanager
+def live_server(settings: main.Settings) -> Iterator[str]:
+    """The app of `settings` served over TCP with its lifespan; yields the base URL.
+
+    A thread with its own event loop, so that blocking clients (a browser driver) and async
+    ones (gql, httpx) can both talk to it from the test.
+    """
+    config = uvicorn.Config(
+        main.create_app(settings), host="127.0.0.1", port=0, log_config=None, access_log=False
+    )
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not server.started:
+        if not thread.is_alive() or time.monotonic() > deadline:
+            raise RuntimeError("uvicorn did not start")
+        time.sleep(0.01)
+    host, port = server.servers[0].sockets[0].getsockname()[:2]
+    try:
+        yield f"http://{host}:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=30)
