@@ -24,6 +24,15 @@ def _checked_id(task_id: int) -> int:
     return task_id
 
 
+# PostgreSQL integer, the type of `version`: a REST If-Match can name any number.
+_VERSION_RANGE = range(-(2**31), 2**31)
+
+
+def _never_matches(expected_version: int | None) -> bool:
+    """True for a version no task can have; it would not even encode as a query parameter."""
+    return expected_version is not None and expected_version not in _VERSION_RANGE
+
+
 async def create_task(ctx: Context, *, data: Mapping[str, Any]) -> Task:
     """Create a task for the viewer from untrusted input."""
     owner_id = ctx.viewer.user_id
@@ -133,6 +142,8 @@ async def update_task(
                 raise TaskNotFound(task_id)
             _check_version(task, expected_version)
             return task
+        if _never_matches(expected_version):
+            await _explain_miss(conn, owner_id, task_id, expected_version)
         updated = await task_queries.update_task(
             conn,
             owner_id=owner_id,
@@ -150,6 +161,8 @@ async def toggle_task(ctx: Context, *, task_id: int, expected_version: int | Non
     owner_id = ctx.viewer.user_id
     task_id = _checked_id(task_id)
     async with ctx.connection() as conn:
+        if _never_matches(expected_version):
+            await _explain_miss(conn, owner_id, task_id, expected_version)
         toggled = await task_queries.toggle_task(
             conn, owner_id=owner_id, task_id=task_id, expected_version=expected_version
         )
@@ -163,6 +176,8 @@ async def delete_task(ctx: Context, *, task_id: int, expected_version: int | Non
     owner_id = ctx.viewer.user_id
     task_id = _checked_id(task_id)
     async with ctx.connection() as conn:
+        if _never_matches(expected_version):
+            await _explain_miss(conn, owner_id, task_id, expected_version)
         deleted = await task_queries.delete_task(
             conn, owner_id=owner_id, task_id=task_id, expected_version=expected_version
         )

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable, Mapping
+from urllib.parse import quote
+
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
@@ -21,6 +24,8 @@ from rest_compat.listing import parse_list_query
 
 TASKS = "/api/{user_id}/tasks"
 TASK = "/api/{user_id}/tasks/{task_id}"
+# RFC 3986 sub-delims, ":" and "@": allowed unescaped in a path segment.
+_PATH_SEGMENT_SAFE = "!$&'()*+,;=:@"
 
 
 async def _context(request: Request) -> Context:
@@ -55,7 +60,10 @@ async def list_tasks(request: Request) -> Response:
 async def create_task(request: Request) -> Response:
     context = await _context(request)
     task = await operations.create_task(context, data=await read_json_object(request))
-    location = f"/api/{request.path_params['user_id']}/tasks/{task.id}"
+    # The path's user id arrives decoded: escaped again, any `sub` gives a Location that leads
+    # back to this task and that can be sent as a header (non-Latin-1 text cannot).
+    user_segment = quote(request.path_params["user_id"], safe=_PATH_SEGMENT_SAFE)
+    location = f"/api/{user_segment}/tasks/{task.id}"
     return task_response(task, 201, {"Location": location})
 
 
@@ -115,11 +123,23 @@ def if_match_version(request: Request) -> int | None:
     )
 
 
+Handler = Callable[[Request], Awaitable[Response]]
+
+
+def _resource(path: str, handlers: Mapping[str, Handler]) -> Route:
+    """One route per path, dispatching on the method, so that a 405's Allow header lists
+    every method of the path (with a route per method, Starlette names only the first's)."""
+
+    async def dispatch(request: Request) -> Response:
+        # Starlette adds HEAD to every GET route and answers it with the GET response's head.
+        method = "GET" if request.method == "HEAD" else request.method
+        return await handlers[method](request)
+
+    return Route(path, dispatch, methods=list(handlers))
+
+
 routes = [
-    Route(TASKS, list_tasks, methods=["GET"]),
-    Route(TASKS, create_task, methods=["POST"]),
-    Route(TASK, get_task, methods=["GET"]),
-    Route(TASK, update_task, methods=["PUT"]),
-    Route(TASK, delete_task, methods=["DELETE"]),
-    Route(TASK + "/complete", toggle_task, methods=["PATCH"]),
+    _resource(TASKS, {"GET": list_tasks, "POST": create_task}),
+    _resource(TASK, {"GET": get_task, "PUT": update_task, "DELETE": delete_task}),
+    _resource(TASK + "/complete", {"PATCH": toggle_task}),
 ]

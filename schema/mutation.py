@@ -84,6 +84,15 @@ class Mutation:
             await operations.delete_task(
                 info.context, task_id=parse_task_id(id), expected_version=expected_version
             )
-        except (TaskNotFound, VersionConflict) as error:
-            return DeleteTaskPayload(deleted_task_id=None, user_errors=user_errors(error))
-        return DeleteTaskPayload(deleted_task_id=id, user_errors=[])
+        except VersionConflict as conflict:
+            # As for the other mutations: the task as it is now, to merge or retry.
+            return DeleteTaskPayload(
+                deleted_task_id=None,
+                task=as_graphql(conflict.task),
+                user_errors=user_errors(conflict),
+            )
+        except TaskNotFound as error:
+            return DeleteTaskPayload(
+                deleted_task_id=None, task=None, user_errors=user_errors(error)
+            )
+        return DeleteTaskPayload(deleted_task_id=id, task=None, user_errors=[])

@@ -55,12 +55,19 @@ class TaskPayload:
 @strawberry.type
 class DeleteTaskPayload:
     deleted_task_id: strawberry.ID | None
+    task: Task | None = strawberry.field(
+        description="The task as it is now, when a VERSION_CONFLICT kept it from being deleted."
+    )
     user_errors: list[UserError]
 
 
 @strawberry.input
 class CreateTaskInput:
-    title: str
+    # Nullable in the schema so that a missing title reaches the shared validation and comes
+    # back as a MISSING userError with REST's message, instead of a request error.
+    title: str | None = strawberry.field(
+        default=strawberry.UNSET, description="Required; reported in userErrors when missing."
+    )
     description: str | None = strawberry.UNSET
     due_date: datetime | None = strawberry.UNSET
     completed: bool | None = strawberry.UNSET
