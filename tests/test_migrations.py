@@ -93,7 +93,15 @@ async def test_upgrade_to_head_creates_the_tasks_table(engine: AsyncEngine, fres
     assert await migrate.current_revision(engine) == HEAD
     assert await _columns(fresh_url) == EXPECTED_COLUMNS
     indexes = await _indexes(fresh_url)
-    assert set(indexes) == {"tasks_pkey", "tasks_owner_created_idx"}
+    # One index per supported list order, each led by the owner.
+    assert set(indexes) == {
+        "tasks_pkey",
+        "tasks_owner_created_idx",
+        "tasks_owner_updated_idx",
+        "tasks_owner_title_idx",
+        "tasks_owner_due_asc_idx",
+        "tasks_owner_due_desc_idx",
+    }
     assert indexes["tasks_owner_created_idx"].endswith(
         "ON public.tasks USING btree (owner_id, created_at, id)"
     )
