@@ -57,10 +57,12 @@ SCENARIOS = [
     Scenario("graphql_create", "GraphQL createTask", floor=True),
     Scenario("rest_toggle", "REST toggle", floor=True),
     Scenario("mix", "mix: 70% list, 10% create, 10% toggle, 5% update, 5% delete", floor=False),
-    Scenario("mix", "1,000 users, 1 s think time (mix)", floor=False, connections=1000,
-             think_ms=1000),
-    Scenario("mix", "saturation: 1,000 connections, no think time (mix)", floor=False,
-             connections=1000),
+    Scenario(
+        "mix", "1,000 users, 1 s think time (mix)", floor=False, connections=1000, think_ms=1000
+    ),
+    Scenario(
+        "mix", "saturation: 1,000 connections, no think time (mix)", floor=False, connections=1000
+    ),
 ]
 # The floor implements list, create and toggle; the GraphQL scenarios compare with the
 # floor doing the same database work through its REST-shaped routes.
@@ -100,8 +102,10 @@ def database(args: argparse.Namespace) -> Iterator[str]:
         server = start_embedded_postgres(PROJECT / ".data" / "bench-postgres")
         admin_url = server.url
     name = f"taskql_bench_{os.getpid()}"
-    url = admin_url.replace("/postgres?", f"/{name}?") if "/postgres?" in admin_url else (
-        admin_url.rsplit("/", 1)[0] + f"/{name}"
+    url = (
+        admin_url.replace("/postgres?", f"/{name}?")
+        if "/postgres?" in admin_url
+        else (admin_url.rsplit("/", 1)[0] + f"/{name}")
     )
     asyncio.run(_create(admin_url, name, url))
     try:
@@ -128,7 +132,10 @@ async def _drop(admin_url: str, name: str) -> None:
     await conn.close()
 
 
-async def seed(url: str, users: int, tasks: int) -> tuple[list[dict[str, str]], list[dict[str, str]]]:
+Users = list[dict[str, str]]
+
+
+async def seed(url: str, users: int, tasks: int) -> tuple[Users, Users]:
     """`users` readers with `tasks` tasks each, and as many writers with none."""
     readers = [secrets.token_hex(16) for _ in range(users)]
     writers = [secrets.token_hex(16) for _ in range(users)]
@@ -171,7 +178,7 @@ def server(command: list[str], env: dict[str, str], port: int) -> Iterator[psuti
         deadline = time.monotonic() + 60
         while True:
             try:
-                urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=1)  # noqa: S310
+                urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=1)
                 break
             except OSError as error:
                 if process.poll() is not None or time.monotonic() > deadline:
@@ -216,24 +223,39 @@ class RssSampler:
         return max(self.peak.values(), default=0) / 2**20
 
 
-def wrk(port: int, scenario: str, connections: int, duration: int, think_ms: int,
-        data: Path) -> dict[str, int]:
+def wrk(
+    port: int, scenario: str, connections: int, duration: int, think_ms: int, data: Path
+) -> dict[str, int]:
     env = {**os.environ, "SCENARIO": scenario, "BENCH_DATA": str(data), "THINK_MS": str(think_ms)}
     command = [
-        "wrk", "-t2", f"-c{connections}", f"-d{duration}s", "--timeout", "10s",
-        "-s", str(PROJECT / "bench" / "scenario.lua"), f"http://127.0.0.1:{port}",
+        "wrk",
+        "-t2",
+        f"-c{connections}",
+        f"-d{duration}s",
+        "--timeout",
+        "10s",
+        "-s",
+        str(PROJECT / "bench" / "scenario.lua"),
+        f"http://127.0.0.1:{port}",
     ]
     output = subprocess.run(command, env=env, capture_output=True, text=True, check=True).stdout
     line = next(line for line in output.splitlines() if line.startswith("RESULT "))
     return dict(json.loads(line.removeprefix("RESULT ")))
 
 
-def measure(port: int, process: psutil.Process, scenario: Scenario, args: argparse.Namespace,
-            data: Path, wrk_scenario: str | None = None) -> Run:
+def measure(
+    port: int,
+    process: psutil.Process,
+    scenario: Scenario,
+    args: argparse.Namespace,
+    data: Path,
+    wrk_scenario: str | None = None,
+) -> Run:
     connections = scenario.connections or args.connections
     with RssSampler(process) as rss:
-        result = wrk(port, wrk_scenario or scenario.name, connections, args.duration,
-                     scenario.think_ms, data)
+        result = wrk(
+            port, wrk_scenario or scenario.name, connections, args.duration, scenario.think_ms, data
+        )
     seconds = result["duration_us"] / 1e6
     return Run(
         rps=result["requests"] / seconds,
@@ -241,8 +263,9 @@ def measure(port: int, process: psutil.Process, scenario: Scenario, args: argpar
         p95_ms=result["p95_us"] / 1000,
         p99_ms=result["p99_us"] / 1000,
         non2xx=result["non2xx"],
-        socket_errors=sum(result[k] for k in ("connect_errors", "read_errors", "write_errors",
-                                              "timeouts")),
+        socket_errors=sum(
+            result[k] for k in ("connect_errors", "read_errors", "write_errors", "timeouts")
+        ),
         peak_rss_mb=rss.peak_mb,
     )
 
@@ -300,27 +323,43 @@ def main() -> int:
     resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, min(hard, 65536)), hard))
     WORK_DIR.mkdir(parents=True, exist_ok=True)
     scenarios = [
-        s for s in SCENARIOS
-        if not args.only or any(word in s.description for word in args.only)
+        s for s in SCENARIOS if not args.only or any(word in s.description for word in args.only)
     ]
     with database(args) as url:
         readers, writers = asyncio.run(seed(url, args.users, args.tasks))
         data = write_lua_data(readers, writers)
         env = {
-            **os.environ, "DATABASE_URL": url, "JWT_SECRET": SECRET, "WORKERS": str(args.workers),
-            "LOG_LEVEL": "WARNING", "HOST": "127.0.0.1",
+            **os.environ,
+            "DATABASE_URL": url,
+            "JWT_SECRET": SECRET,
+            "WORKERS": str(args.workers),
+            "LOG_LEVEL": "WARNING",
+            "HOST": "127.0.0.1",
             # Room for 1,000 connections at once without queueing on the pool.
-            "DB_POOL_SIZE": "20", "DB_MAX_OVERFLOW": "10",
+            "DB_POOL_SIZE": "20",
+            "DB_MAX_OVERFLOW": "10",
         }
         api_port, floor_port = free_port(), free_port()
         api_cmd = [sys.executable, "main.py", "serve"]
         floor_cmd = [
-            sys.executable, "-m", "uvicorn", "bench.floor:app", "--host", "127.0.0.1",
-            "--port", str(floor_port), "--workers", str(args.workers), "--log-level", "warning",
+            sys.executable,
+            "-m",
+            "uvicorn",
+            "bench.floor:app",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(floor_port),
+            "--workers",
+            str(args.workers),
+            "--log-level",
+            "warning",
             "--no-access-log",
         ]
-        with server(api_cmd, {**env, "PORT": str(api_port)}, api_port) as api, \
-                server(floor_cmd, env, floor_port) as floor:
+        with (
+            server(api_cmd, {**env, "PORT": str(api_port)}, api_port) as api,
+            server(floor_cmd, env, floor_port) as floor,
+        ):
             rows = [Row(s) for s in scenarios]
             for round_number in range(args.rounds):
                 for row in rows:
@@ -329,8 +368,11 @@ def main() -> int:
                         wrk_name = FLOOR_EQUIVALENT.get(s.name, s.name)
                         row.floor.append(measure(floor_port, floor, s, args, data, wrk_name))
                     row.api.append(measure(api_port, api, s, args, data))
-                    print(f"round {round_number + 1}: {s.description}: "
-                          f"{row.api[-1].rps:,.0f} req/s", file=sys.stderr, flush=True)
+                    print(
+                        f"round {round_number + 1}: {s.description}: {row.api[-1].rps:,.0f} req/s",
+                        file=sys.stderr,
+                        flush=True,
+                    )
     print(report(rows, args))
     return 0
 
