@@ -1,0 +1,381 @@
+"""Load benchmark: the API against a minimal floor app, interleaved, medians of several runs.
+
+Usage: python bench/run.py [--workers 2] [--users 1000] [--tasks 20] [--duration 10] ...
+Uses DATABASE_URL when set, otherwise an embedded PostgreSQL in .data/bench-postgres.
+Needs `wrk` (apt-get install wrk / brew install wrk).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import resource
+import secrets
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import asyncpg
+import jwt
+import psutil
+
+PROJECT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(PROJECT))
+
+from db.embedded import start_embedded_postgres  # noqa: E402
+from db.engine import DatabaseConfig, create_engine  # noqa: E402
+from db.migrate import upgrade  # noqa: E402
+
+SECRET = secrets.token_urlsafe(32)
+WORK_DIR = PROJECT / ".data" / "bench"
+
+
+@dataclass(frozen=True)
+class Scenario:
+    name: str
+    description: str
+    floor: bool  # whether the floor app serves the same requests
+    connections: int | None = None  # None: --connections
+    think_ms: int = 0
+
+
+SCENARIOS = [
+    Scenario("rest_list", "REST list (GET /api/{user}/tasks)", floor=True),
+    Scenario("graphql_list", "GraphQL list (tasks(first: 20))", floor=True),
+    Scenario("rest_create", "REST create", floor=True),
+    Scenario("graphql_create", "GraphQL createTask", floor=True),
+    Scenario("rest_toggle", "REST toggle", floor=True),
+    Scenario("mix", "mix: 70% list, 10% create, 10% toggle, 5% update, 5% delete", floor=False),
+    Scenario(
+        "mix", "1,000 users, 1 s think time (mix)", floor=False, connections=1000, think_ms=1000
+    ),
+    Scenario(
+        "mix", "saturation: 1,000 connections, no think time (mix)", floor=False, connections=1000
+    ),
+]
+# The floor implements list, create and toggle; the GraphQL scenarios compare with the
+# floor doing the same database work through its REST-shaped routes.
+FLOOR_EQUIVALENT = {"graphql_list": "rest_list", "graphql_create": "rest_create"}
+
+
+@dataclass
+class Run:
+    rps: float
+    p50_ms: float
+    p95_ms: float
+    p99_ms: float
+    non2xx: int
+    socket_errors: int
+    peak_rss_mb: float
+
+
+@dataclass
+class Row:
+    scenario: Scenario
+    api: list[Run] = field(default_factory=list)
+    floor: list[Run] = field(default_factory=list)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@contextmanager
+def database(args: argparse.Namespace) -> Iterator[str]:
+    """A fresh, migrated and seeded database; dropped afterwards."""
+    server = None
+    admin_url = os.environ.get("DATABASE_URL")
+    if not admin_url:
+        server = start_embedded_postgres(PROJECT / ".data" / "bench-postgres")
+        admin_url = server.url
+    name = f"taskql_bench_{os.getpid()}"
+    url = (
+        admin_url.replace("/postgres?", f"/{name}?")
+        if "/postgres?" in admin_url
+        else (admin_url.rsplit("/", 1)[0] + f"/{name}")
+    )
+    asyncio.run(_create(admin_url, name, url))
+    try:
+        yield url
+    finally:
+        asyncio.run(_drop(admin_url, name))
+        if server is not None:
+            server.stop()
+
+
+async def _create(admin_url: str, name: str, url: str) -> None:
+    conn = await asyncpg.connect(admin_url)
+    await conn.execute(f'DROP DATABASE IF EXISTS "{name}"')
+    await conn.execute(f'CREATE DATABASE "{name}"')
+    await conn.close()
+    engine = create_engine(DatabaseConfig(url=url))
+    await upgrade(engine)
+    await engine.dispose()
+
+
+async def _drop(admin_url: str, name: str) -> None:
+    conn = await asyncpg.connect(admin_url)
+    await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    await conn.close()
+
+
+Users = list[dict[str, str]]
+
+
+async def seed(url: str, users: int, tasks: int) -> tuple[Users, Users]:
+    """`users` readers with `tasks` tasks each, and as many writers with none."""
+    readers = [secrets.token_hex(16) for _ in range(users)]
+    writers = [secrets.token_hex(16) for _ in range(users)]
+    records = [
+        (owner, f"Task {n} of {owner[:6]}", "seeded for the benchmark", n % 3 == 0)
+        for owner in readers
+        for n in range(tasks)
+    ]
+    conn = await asyncpg.connect(url)
+    await conn.copy_records_to_table(
+        "tasks", records=records, columns=["owner_id", "title", "description", "completed"]
+    )
+    first_task = dict(await conn.fetch("SELECT owner_id, min(id) FROM tasks GROUP BY owner_id"))
+    await conn.execute("ANALYZE tasks")
+    await conn.close()
+    expires = int(time.time()) + 6 * 3600
+
+    def user(user_id: str, task: int | None) -> dict[str, str]:
+        token = jwt.encode({"sub": user_id, "exp": expires}, SECRET, algorithm="HS256")
+        return {"id": user_id, "token": token, "task": str(task or 0)}
+
+    return [user(r, first_task[r]) for r in readers], [user(w, None) for w in writers]
+
+
+def write_lua_data(readers: list[dict[str, str]], writers: list[dict[str, str]]) -> Path:
+    def table(users: list[dict[str, str]]) -> str:
+        return ",\n".join(
+            f'{{id="{u["id"]}", token="{u["token"]}", task="{u["task"]}"}}' for u in users
+        )
+
+    path = WORK_DIR / "data.lua"
+    path.write_text(f"return {{readers={{{table(readers)}}},\nwriters={{{table(writers)}}}}}\n")
+    return path
+
+
+@contextmanager
+def server(command: list[str], env: dict[str, str], port: int) -> Iterator[psutil.Process]:
+    process = subprocess.Popen(command, cwd=PROJECT, env=env)
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=1)
+                break
+            except OSError as error:
+                if process.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError(f"{command} did not start") from error
+                time.sleep(0.2)
+        yield psutil.Process(process.pid)
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+
+
+class RssSampler:
+    """Peak resident memory per worker process while a run goes on."""
+
+    def __init__(self, parent: psutil.Process) -> None:
+        self.parent = parent
+        self.peak: dict[int, int] = {}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+
+    def __enter__(self) -> RssSampler:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def _sample(self) -> None:
+        while not self._stop.is_set():
+            for child in self.parent.children(recursive=True):
+                try:
+                    rss = child.memory_info().rss
+                except psutil.Error:
+                    continue
+                if "postgres" not in child.name():
+                    self.peak[child.pid] = max(self.peak.get(child.pid, 0), rss)
+            self._stop.wait(0.5)
+
+    @property
+    def peak_mb(self) -> float:
+        return max(self.peak.values(), default=0) / 2**20
+
+
+def wrk(
+    port: int, scenario: str, connections: int, duration: int, think_ms: int, data: Path
+) -> dict[str, int]:
+    env = {**os.environ, "SCENARIO": scenario, "BENCH_DATA": str(data), "THINK_MS": str(think_ms)}
+    command = [
+        "wrk",
+        "-t2",
+        f"-c{connections}",
+        f"-d{duration}s",
+        "--timeout",
+        "10s",
+        "-s",
+        str(PROJECT / "bench" / "scenario.lua"),
+        f"http://127.0.0.1:{port}",
+    ]
+    output = subprocess.run(command, env=env, capture_output=True, text=True, check=True).stdout
+    line = next(line for line in output.splitlines() if line.startswith("RESULT "))
+    return dict(json.loads(line.removeprefix("RESULT ")))
+
+
+def measure(
+    port: int,
+    process: psutil.Process,
+    scenario: Scenario,
+    args: argparse.Namespace,
+    data: Path,
+    wrk_scenario: str | None = None,
+) -> Run:
+    connections = scenario.connections or args.connections
+    with RssSampler(process) as rss:
+        result = wrk(
+            port, wrk_scenario or scenario.name, connections, args.duration, scenario.think_ms, data
+        )
+    seconds = result["duration_us"] / 1e6
+    return Run(
+        rps=result["requests"] / seconds,
+        p50_ms=result["p50_us"] / 1000,
+        p95_ms=result["p95_us"] / 1000,
+        p99_ms=result["p99_us"] / 1000,
+        non2xx=result["non2xx"],
+        socket_errors=sum(
+            result[k] for k in ("connect_errors", "read_errors", "write_errors", "timeouts")
+        ),
+        peak_rss_mb=rss.peak_mb,
+    )
+
+
+def median_run(runs: list[Run]) -> Run:
+    return Run(
+        rps=statistics.median(r.rps for r in runs),
+        p50_ms=statistics.median(r.p50_ms for r in runs),
+        p95_ms=statistics.median(r.p95_ms for r in runs),
+        p99_ms=statistics.median(r.p99_ms for r in runs),
+        non2xx=sum(r.non2xx for r in runs),
+        socket_errors=sum(r.socket_errors for r in runs),
+        peak_rss_mb=max(r.peak_rss_mb for r in runs),
+    )
+
+
+def report(rows: list[Row], args: argparse.Namespace) -> str:
+    lines = [
+        f"workers={args.workers} users={args.users} tasks/user={args.tasks} "
+        f"connections={args.connections} duration={args.duration}s rounds={args.rounds} "
+        f"(medians; errors summed over rounds)",
+        "",
+        "| scenario | API req/s | floor req/s | ratio | p50 ms | p95 ms | p99 ms "
+        "| non-2xx | socket errors | peak RSS/worker MB |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for row in rows:
+        api = median_run(row.api)
+        floor = median_run(row.floor) if row.floor else None
+        ratio = f"{api.rps / floor.rps:.2f}" if floor else "-"
+        floor_rps = f"{floor.rps:,.0f}" if floor else "-"
+        lines.append(
+            f"| {row.scenario.description} | {api.rps:,.0f} | {floor_rps} | {ratio} "
+            f"| {api.p50_ms:.1f} | {api.p95_ms:.1f} | {api.p99_ms:.1f} | {api.non2xx} "
+            f"| {api.socket_errors} | {api.peak_rss_mb:.0f} |"
+        )
+    return "\n".join(lines)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--users", type=int, default=1000)
+    parser.add_argument("--tasks", type=int, default=20)
+    parser.add_argument("--connections", type=int, default=50)
+    parser.add_argument("--duration", type=int, default=10, help="seconds per run")
+    parser.add_argument("--rounds", type=int, default=3, help="runs per scenario and app")
+    parser.add_argument("--only", nargs="*", help="scenario descriptions containing these words")
+    args = parser.parse_args()
+    if shutil.which("wrk") is None:
+        print("wrk is not installed: apt-get install wrk (or brew install wrk)", file=sys.stderr)
+        return 2
+    # 1,000 connections need as many file descriptors, in wrk and in the servers.
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, min(hard, 65536)), hard))
+    WORK_DIR.mkdir(parents=True, exist_ok=True)
+    scenarios = [
+        s for s in SCENARIOS if not args.only or any(word in s.description for word in args.only)
+    ]
+    with database(args) as url:
+        readers, writers = asyncio.run(seed(url, args.users, args.tasks))
+        data = write_lua_data(readers, writers)
+        env = {
+            **os.environ,
+            "DATABASE_URL": url,
+            "JWT_SECRET": SECRET,
+            "WORKERS": str(args.workers),
+            "LOG_LEVEL": "WARNING",
+            "HOST": "127.0.0.1",
+            # Room for 1,000 connections at once without queueing on the pool.
+            "DB_POOL_SIZE": "20",
+            "DB_MAX_OVERFLOW": "10",
+        }
+        api_port, floor_port = free_port(), free_port()
+        api_cmd = [sys.executable, "main.py", "serve"]
+        floor_cmd = [
+            sys.executable,
+            "-m",
+            "uvicorn",
+            "bench.floor:app",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(floor_port),
+            "--workers",
+            str(args.workers),
+            "--log-level",
+            "warning",
+            "--no-access-log",
+        ]
+        with (
+            server(api_cmd, {**env, "PORT": str(api_port)}, api_port) as api,
+            server(floor_cmd, env, floor_port) as floor,
+        ):
+            rows = [Row(s) for s in scenarios]
+            for round_number in range(args.rounds):
+                for row in rows:
+                    s = row.scenario
+                    if s.floor:
+                        wrk_name = FLOOR_EQUIVALENT.get(s.name, s.name)
+                        row.floor.append(measure(floor_port, floor, s, args, data, wrk_name))
+                    row.api.append(measure(api_port, api, s, args, data))
+                    print(
+                        f"round {round_number + 1}: {s.description}: {row.api[-1].rps:,.0f} req/s",
+                        file=sys.stderr,
+                        flush=True,
+                    )
+    print(report(rows, args))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
