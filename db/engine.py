@@ -8,10 +8,12 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Select, func, select, text
+from sqlalchemy import event
+from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
-from db.errors import translate
+from db.errors import DatabaseUnavailable, translate
+from db.statements import Connection
 from db.url import is_pooler_host, translate_url
 
 # Engine execution option recording that connections go through a transaction-pooling PgBouncer.
@@ -55,26 +57,52 @@ def create_engine(config: DatabaseConfig) -> AsyncEngine:
         server_settings.setdefault("statement_timeout", str(timeout_ms))
     if server_settings:
         connect_args["server_settings"] = server_settings
-    return create_async_engine(
+    engine = create_async_engine(
         target.url,
         connect_args=connect_args,
         pool_size=config.pool_size,
         max_overflow=config.max_overflow,
         pool_timeout=config.pool_timeout_seconds,
-        # Neon suspends idle computes and restarts drop connections: test before use.
-        pool_pre_ping=True,
         pool_recycle=300,
         echo=config.echo,
         execution_options={_TRANSACTION_POOLED: pooled},
     )
+    event.listen(engine.sync_engine, "checkout", _replace_if_closed)
+    return engine
 
 
-def _scope_statement(scope: RowScope) -> Select[Any]:
-    # One round trip: both settings end with the transaction.
-    settings = [func.set_config("app.user_id", scope.owner_id, True)]
+def _replace_if_closed(dbapi_connection: Any, record: Any, proxy: Any) -> None:
+    """Hand out no connection the server has closed (a restart, Neon suspending its compute).
+
+    asyncpg marks a connection closed as soon as the server hangs up, so this check costs
+    no round trip, where SQLAlchemy's pre-ping costs three on every checkout; the pool
+    replaces the connection when this raises.
+    """
+    if dbapi_connection.driver_connection.is_closed():
+        raise DisconnectionError("the server closed this connection")
+
+
+def _begin(scope: RowScope | None) -> str:
+    """BEGIN, and the settings that name the owner, as one simple-protocol round trip.
+
+    The settings are transaction-local, so they end with it (and survive PgBouncer's
+    transaction pooling). The values are literals because a multi-statement string cannot
+    take parameters; `_literal` makes any text safe to embed.
+    """
+    if scope is None:
+        return "BEGIN"
+    settings = [f"set_config('app.user_id', {_literal(scope.owner_id)}, true)"]
     if scope.role is not None:
-        settings.append(func.set_config("role", scope.role, True))
-    return select(*settings)
+        settings.append(f"set_config('role', {_literal(scope.role)}, true)")
+    return "BEGIN; SELECT " + ", ".join(settings)
+
+
+def _literal(text: str) -> str:
+    """`text` as an escape-string literal: backslashes and quotes escaped, whatever
+    standard_conforming_strings says; NUL cannot be stored in text at all."""
+    if "\x00" in text:
+        raise ValueError("a setting cannot contain NUL")
+    return "E'" + text.replace("\\", "\\\\").replace("'", "\\'") + "'"
 
 
 def _unique_statement_name() -> str:
@@ -91,28 +119,29 @@ class RowScope:
 
 
 @asynccontextmanager
-async def connect(
-    engine: AsyncEngine, scope: RowScope | None = None
-) -> AsyncIterator[AsyncConnection]:
-    """A pooled connection whose work is committed when the block exits, with errors translated.
+async def connect(engine: AsyncEngine, scope: RowScope | None = None) -> AsyncIterator[Connection]:
+    """A pooled asyncpg connection whose work is committed when the block exits.
 
     Without a scope and without a pooler it is in autocommit mode: every task operation is
-    one statement, so each is atomic and durable when it returns, without BEGIN/COMMIT round
-    trips. Otherwise the operation runs in one transaction: transaction-local settings name
-    the owner for row-level security, and behind a transaction-pooling PgBouncer a
-    transaction pins one server (the driver's prepare and execute are separate round trips
-    the pooler could otherwise send to different servers).
+    one statement, so each is atomic and durable when it returns, in one round trip.
+    Otherwise the operation runs in one transaction: its settings name the owner for
+    row-level security, and behind a transaction-pooling PgBouncer a transaction pins one
+    server (the driver's prepare and execute are separate round trips the pooler could
+    otherwise send to different servers). Driver errors come out translated.
     """
+    transactional = scope is not None or engine.get_execution_options()[_TRANSACTION_POOLED]
     try:
-        async with engine.connect() as conn:
-            if scope is None and not engine.get_execution_options()[_TRANSACTION_POOLED]:
-                await conn.execution_options(isolation_level="AUTOCOMMIT")
-                yield conn
-                return
-            async with conn.begin():
-                if scope is not None:
-                    await conn.execute(_scope_statement(scope))
-                yield conn
+        async with engine.connect() as pooled:
+            raw: Connection = (await pooled.get_raw_connection()).driver_connection
+            try:
+                if transactional:
+                    await raw.execute(_begin(scope))
+                yield raw
+                if transactional:
+                    await raw.execute("COMMIT")
+            except BaseException as error:
+                await _release_after(error, pooled, raw, transactional=transactional)
+                raise
     except Exception as error:
         translated = translate(error)
         if translated is error:
@@ -120,7 +149,27 @@ async def connect(
         raise translated from error
 
 
+async def _release_after(
+    error: BaseException, pooled: AsyncConnection, raw: Connection, *, transactional: bool
+) -> None:
+    """Leave the connection fit for the next request, or keep it out of the pool.
+
+    After an outage, a timeout or a cancellation the connection may be mid-statement or
+    gone, so it is discarded; after an ordinary error (a domain error, a refused value)
+    only the transaction, if any, is rolled back.
+    """
+    if isinstance(error, Exception) and not isinstance(translate(error), DatabaseUnavailable):
+        if not transactional:
+            return
+        try:
+            await raw.execute("ROLLBACK")
+            return
+        except Exception:  # noqa: S110 -- the connection is discarded just below
+            pass
+    await pooled.invalidate()
+
+
 async def ping(engine: AsyncEngine) -> None:
     """Return when the database answers `SELECT 1`; raise DatabaseUnavailable when it cannot."""
     async with connect(engine) as conn:
-        await conn.execute(text("SELECT 1"))
+        await conn.fetchval("SELECT 1")

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 
 import asyncpg
 from sqlalchemy import exc as sa_exc
+
+log = logging.getLogger(__name__)
 
 
 class DatabaseUnavailable(Exception):
@@ -48,6 +51,11 @@ def translate(error: BaseException) -> BaseException:
 
 
 def _translate_driver_error(error: BaseException) -> Exception | None:
+    if isinstance(error, asyncpg.exceptions.InternalClientError):
+        # A connection caught between the server's goodbye and the socket closing reports
+        # "another operation is in progress"; it is discarded like any broken connection.
+        log.warning("database connection in an unexpected state, discarded: %s", error)
+        return DatabaseUnavailable(type(error).__name__)
     if isinstance(error, _UNAVAILABLE):
         return DatabaseUnavailable(type(error).__name__)
     if isinstance(error, _REJECTED_INPUT):

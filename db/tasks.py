@@ -5,22 +5,24 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from functools import cache
 from typing import Any, Literal
 
 from sqlalchemy import (
+    BigInteger,
     ColumnElement,
-    Row,
     Select,
+    bindparam,
     delete,
     func,
     insert,
-    literal,
     select,
     tuple_,
     update,
 )
-from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.dialects.postgresql import ARRAY
 
+from db.statements import Connection, Statement, compiled
 from db.tables import due_date_key, tasks
 
 UPDATABLE_COLUMNS = frozenset({"title", "description", "due_date", "completed"})
@@ -85,14 +87,18 @@ _COLUMNS = (
     tasks.c.updated_at,
     tasks.c.version,
 )
+# Every statement names its owner through this parameter.
+_OWNER = bindparam("owner_id", type_=tasks.c.owner_id.type)
+_TASK_ID = bindparam("task_id", type_=tasks.c.id.type)
+_VERSION = bindparam("expected_version", type_=tasks.c.version.type)
 
 
-def _task(row: Row[Any, Any, Any, Any, Any, Any, Any, Any]) -> Task:
+def _task(row: Any) -> Task:
     return Task(*row)
 
 
-def _owned(owner_id: str, task_id: int) -> Any:
-    return (tasks.c.owner_id == owner_id) & (tasks.c.id == task_id)
+def _owned() -> ColumnElement[bool]:
+    return (tasks.c.owner_id == _OWNER) & (tasks.c.id == _TASK_ID)
 
 
 def _bumped() -> dict[str, Any]:
@@ -100,8 +106,28 @@ def _bumped() -> dict[str, Any]:
     return {"version": tasks.c.version + 1, "updated_at": func.now()}
 
 
+_INSERT = compiled(
+    insert(tasks)
+    .values(
+        owner_id=_OWNER,
+        title=bindparam("title"),
+        description=bindparam("description"),
+        due_date=bindparam("due_date"),
+        completed=bindparam("completed"),
+    )
+    .returning(*_COLUMNS)
+)
+_SELECT_ONE = compiled(select(*_COLUMNS).where(_owned()))
+_SELECT_BY_ID = compiled(
+    select(*_COLUMNS).where(
+        tasks.c.owner_id == _OWNER,
+        tasks.c.id == func.any(bindparam("task_ids", type_=ARRAY(BigInteger))),
+    )
+)
+
+
 async def insert_task(
-    conn: AsyncConnection,
+    conn: Connection,
     *,
     owner_id: str,
     title: str,
@@ -109,38 +135,32 @@ async def insert_task(
     due_date: datetime | None,
     completed: bool,
 ) -> Task:
-    result = await conn.execute(
-        insert(tasks)
-        .values(
-            owner_id=owner_id,
-            title=title,
-            description=description,
-            due_date=due_date,
-            completed=completed,
-        )
-        .returning(*_COLUMNS)
+    row = await _INSERT.fetchrow(
+        conn,
+        owner_id=owner_id,
+        title=title,
+        description=description,
+        due_date=due_date,
+        completed=completed,
     )
-    return _task(result.one())
+    return _task(row)
 
 
-async def select_task(conn: AsyncConnection, *, owner_id: str, task_id: int) -> Task | None:
-    result = await conn.execute(select(*_COLUMNS).where(_owned(owner_id, task_id)))
-    row = result.first()
+async def select_task(conn: Connection, *, owner_id: str, task_id: int) -> Task | None:
+    row = await _SELECT_ONE.fetchrow(conn, owner_id=owner_id, task_id=task_id)
     return None if row is None else _task(row)
 
 
 async def select_tasks_by_id(
-    conn: AsyncConnection, *, owner_id: str, task_ids: Sequence[int]
+    conn: Connection, *, owner_id: str, task_ids: Sequence[int]
 ) -> list[Task]:
     """The owner's tasks among `task_ids`, in no particular order; others' ids match nothing."""
-    result = await conn.execute(
-        select(*_COLUMNS).where(tasks.c.owner_id == owner_id, tasks.c.id.in_(task_ids))
-    )
-    return [_task(row) for row in result]
+    rows = await _SELECT_BY_ID.fetch(conn, owner_id=owner_id, task_ids=list(task_ids))
+    return [_task(row) for row in rows]
 
 
 async def select_tasks(
-    conn: AsyncConnection,
+    conn: Connection,
     *,
     owner_id: str,
     filters: TaskFilter = NO_FILTER,
@@ -151,7 +171,7 @@ async def select_tasks(
     offset: int = 0,
 ) -> list[Task]:
     """The owner's tasks matching `filters`, in `order` (reversed when walking `backwards`)."""
-    query = task_list_query(
+    sql, arguments = list_sql(
         owner_id=owner_id,
         filters=filters,
         order=order,
@@ -160,12 +180,35 @@ async def select_tasks(
         limit=limit,
         offset=offset,
     )
-    result = await conn.execute(query)
-    return [_task(row) for row in result]
+    return [_task(row) for row in await conn.fetch(sql, *arguments)]
+
+
+def list_sql(
+    *,
+    owner_id: str,
+    filters: TaskFilter = NO_FILTER,
+    order: TaskOrder = DEFAULT_ORDER,
+    after: Position | None = None,
+    backwards: bool = False,
+    limit: int | None = None,
+    offset: int = 0,
+) -> tuple[str, list[Any]]:
+    """The SQL and arguments select_tasks runs (EXPLAIN them to see a listing's plan)."""
+    statement = _list_statement(
+        _filter_shape(filters),
+        order,
+        keyset=after is not None,
+        backwards=backwards,
+        inclusive=False,
+        limited=limit is not None,
+        offset=bool(offset),
+    )
+    values = _list_values(owner_id, filters, after)
+    return statement.sql, statement.arguments({**values, "limit": limit, "offset": offset})
 
 
 async def task_exists_from(
-    conn: AsyncConnection,
+    conn: Connection,
     *,
     owner_id: str,
     filters: TaskFilter,
@@ -174,51 +217,73 @@ async def task_exists_from(
     backwards: bool,
 ) -> bool:
     """Whether a matching task sits at `position` or beyond it in the walking direction."""
-    query = task_list_query(
-        owner_id=owner_id,
-        filters=filters,
-        order=order,
-        after=position,
-        backwards=backwards,
-        inclusive=True,
-        limit=1,
-    )
-    result = await conn.execute(select(query.exists()))
-    return bool(result.scalar_one())
+    statement = _exists_statement(_filter_shape(filters), order, backwards=backwards)
+    return bool(await statement.fetchval(conn, **_list_values(owner_id, filters, position)))
 
 
-async def count_tasks(
-    conn: AsyncConnection, *, owner_id: str, filters: TaskFilter = NO_FILTER
-) -> int:
-    result = await conn.execute(
-        select(func.count()).select_from(tasks).where(*_matching(owner_id, filters))
+async def count_tasks(conn: Connection, *, owner_id: str, filters: TaskFilter = NO_FILTER) -> int:
+    statement = _count_statement(_filter_shape(filters))
+    return int(await statement.fetchval(conn, **_list_values(owner_id, filters, None)))
+
+
+# Which filters a listing uses: the statement's shape, each compiled once and cached.
+_FilterShape = tuple[bool, bool, bool, bool | None, bool]
+
+
+def _filter_shape(filters: TaskFilter) -> _FilterShape:
+    return (
+        filters.completed is not None,
+        filters.due_before is not None,
+        filters.due_after is not None,
+        filters.overdue,
+        bool(filters.search),
     )
-    return int(result.scalar_one())
+
+
+def _list_values(owner_id: str, filters: TaskFilter, after: Position | None) -> dict[str, Any]:
+    values: dict[str, Any] = {
+        "owner_id": owner_id,
+        "completed": filters.completed,
+        "due_before": filters.due_before,
+        "due_after": filters.due_after,
+    }
+    if filters.search:
+        values["pattern"] = "%" + _escape_like(filters.search) + "%"
+    if after is not None:
+        values["after_value"] = after.value
+        values["after_id"] = after.task_id
+    return values
+
+
+def _escape_like(text: str) -> str:
+    """The text matched literally by LIKE: its wildcards and the escape character escaped."""
+    return text.replace("/", "//").replace("%", "/%").replace("_", "/_")
 
 
 def task_list_query(
+    filter_shape: _FilterShape,
+    order: TaskOrder,
     *,
-    owner_id: str,
-    filters: TaskFilter = NO_FILTER,
-    order: TaskOrder = DEFAULT_ORDER,
-    after: Position | None = None,
-    backwards: bool = False,
-    inclusive: bool = False,
-    limit: int | None = None,
-    offset: int = 0,
+    keyset: bool,
+    backwards: bool,
+    inclusive: bool,
+    limited: bool,
+    offset: bool,
 ) -> Select[Any]:
     """The one statement every task listing runs: filter, keyset, order, limit.
 
-    `after` is a keyset position: only tasks past it in the walking direction are listed
-    (and the task at it too when `inclusive`). Each order has an index (migration 0002).
+    With `keyset`, only tasks past the position (after_value, after_id) in the walking
+    direction are listed (and the task at it too when `inclusive`). Each order has an
+    index (migration 0002).
     """
     walk_descending = order.descending != backwards
-    key = _sort_key(order, tasks.c[order.field])
-    query = select(*_COLUMNS).where(*_matching(owner_id, filters))
-    if after is not None:
+    column = tasks.c[order.field]
+    key = _sort_key(order, column)
+    query = select(*_COLUMNS).where(*_matching(filter_shape))
+    if keyset:
         mine = tuple_(key, tasks.c.id)
-        value = literal(after.value, tasks.c[order.field].type)
-        theirs = tuple_(_sort_key(order, value), literal(after.task_id, tasks.c.id.type))
+        value = bindparam("after_value", type_=column.type)
+        theirs = tuple_(_sort_key(order, value), bindparam("after_id", type_=tasks.c.id.type))
         if walk_descending:
             query = query.where(mine <= theirs if inclusive else mine < theirs)
         else:
@@ -227,11 +292,56 @@ def task_list_query(
         query = query.order_by(key.desc(), tasks.c.id.desc())
     else:
         query = query.order_by(key.asc(), tasks.c.id.asc())
-    if limit is not None:
-        query = query.limit(limit)
+    if limited:
+        query = query.limit(bindparam("limit", type_=BigInteger))
     if offset:
-        query = query.offset(offset)
+        query = query.offset(bindparam("offset", type_=BigInteger))
     return query
+
+
+@cache
+def _list_statement(
+    filter_shape: _FilterShape,
+    order: TaskOrder,
+    *,
+    keyset: bool,
+    backwards: bool,
+    inclusive: bool,
+    limited: bool,
+    offset: bool,
+) -> Statement:
+    return compiled(
+        task_list_query(
+            filter_shape,
+            order,
+            keyset=keyset,
+            backwards=backwards,
+            inclusive=inclusive,
+            limited=limited,
+            offset=offset,
+        )
+    )
+
+
+@cache
+def _exists_statement(
+    filter_shape: _FilterShape, order: TaskOrder, *, backwards: bool
+) -> Statement:
+    query = task_list_query(
+        filter_shape,
+        order,
+        keyset=True,
+        backwards=backwards,
+        inclusive=True,
+        limited=False,
+        offset=False,
+    )
+    return compiled(select(query.limit(1).exists()))
+
+
+@cache
+def _count_statement(filter_shape: _FilterShape) -> Statement:
+    return compiled(select(func.count()).select_from(tasks).where(*_matching(filter_shape)))
 
 
 def _sort_key(order: TaskOrder, value: ColumnElement[Any]) -> ColumnElement[Any]:
@@ -241,29 +351,56 @@ def _sort_key(order: TaskOrder, value: ColumnElement[Any]) -> ColumnElement[Any]
     return value
 
 
-def _matching(owner_id: str, filters: TaskFilter) -> list[ColumnElement[bool]]:
-    clauses = [tasks.c.owner_id == owner_id]
-    if filters.completed is not None:
-        clauses.append(tasks.c.completed == filters.completed)
-    if filters.due_before is not None:
-        clauses.append(tasks.c.due_date < filters.due_before)
-    if filters.due_after is not None:
-        clauses.append(tasks.c.due_date > filters.due_after)
-    if filters.overdue is not None:
+def _matching(filter_shape: _FilterShape) -> list[ColumnElement[bool]]:
+    completed, due_before, due_after, overdue, search = filter_shape
+    clauses = [tasks.c.owner_id == _OWNER]
+    if completed:
+        clauses.append(tasks.c.completed == bindparam("completed", type_=tasks.c.completed.type))
+    if due_before:
+        clauses.append(tasks.c.due_date < bindparam("due_before", type_=tasks.c.due_date.type))
+    if due_after:
+        clauses.append(tasks.c.due_date > bindparam("due_after", type_=tasks.c.due_date.type))
+    if overdue is not None:
         # `due_date IS NOT NULL` first, so that an undated task is "not overdue", not unknown.
-        overdue = tasks.c.due_date.is_not(None) & (tasks.c.due_date < func.now())
-        overdue = overdue & ~tasks.c.completed
-        clauses.append(overdue if filters.overdue else ~overdue)
-    if filters.search:
+        is_overdue = tasks.c.due_date.is_not(None) & (tasks.c.due_date < func.now())
+        is_overdue = is_overdue & ~tasks.c.completed
+        clauses.append(is_overdue if overdue else ~is_overdue)
+    if search:
+        pattern = bindparam("pattern", type_=tasks.c.title.type)
         clauses.append(
-            tasks.c.title.icontains(filters.search, autoescape=True)
-            | tasks.c.description.icontains(filters.search, autoescape=True)
+            tasks.c.title.ilike(pattern, escape="/")
+            | tasks.c.description.ilike(pattern, escape="/")
         )
     return clauses
 
 
+@cache
+def _update_statement(columns: frozenset[str], *, versioned: bool) -> Statement:
+    query = update(tasks).where(_owned())
+    if versioned:
+        query = query.where(tasks.c.version == _VERSION)
+    values = {name: bindparam(name, type_=tasks.c[name].type) for name in sorted(columns)}
+    return compiled(query.values(**values, **_bumped()).returning(*_COLUMNS))
+
+
+@cache
+def _toggle_statement(*, versioned: bool) -> Statement:
+    query = update(tasks).where(_owned())
+    if versioned:
+        query = query.where(tasks.c.version == _VERSION)
+    return compiled(query.values(completed=~tasks.c.completed, **_bumped()).returning(*_COLUMNS))
+
+
+@cache
+def _delete_statement(*, versioned: bool) -> Statement:
+    query = delete(tasks).where(_owned())
+    if versioned:
+        query = query.where(tasks.c.version == _VERSION)
+    return compiled(query.returning(tasks.c.id))
+
+
 async def update_task(
-    conn: AsyncConnection,
+    conn: Connection,
     *,
     owner_id: str,
     task_id: int,
@@ -274,42 +411,38 @@ async def update_task(
     unknown = set(changes) - UPDATABLE_COLUMNS
     if unknown:
         raise ValueError(f"not updatable: {sorted(unknown)}")
-    query = update(tasks).where(_owned(owner_id, task_id))
-    if expected_version is not None:
-        query = query.where(tasks.c.version == expected_version)
-    result = await conn.execute(query.values(**changes, **_bumped()).returning(*_COLUMNS))
-    row = result.first()
+    statement = _update_statement(frozenset(changes), versioned=expected_version is not None)
+    row = await statement.fetchrow(
+        conn, owner_id=owner_id, task_id=task_id, expected_version=expected_version, **changes
+    )
     return None if row is None else _task(row)
 
 
 async def toggle_task(
-    conn: AsyncConnection,
+    conn: Connection,
     *,
     owner_id: str,
     task_id: int,
     expected_version: int | None = None,
 ) -> Task | None:
     """Flip completion in one statement, so concurrent toggles never lose one another."""
-    query = update(tasks).where(_owned(owner_id, task_id))
-    if expected_version is not None:
-        query = query.where(tasks.c.version == expected_version)
-    result = await conn.execute(
-        query.values(completed=~tasks.c.completed, **_bumped()).returning(*_COLUMNS)
+    statement = _toggle_statement(versioned=expected_version is not None)
+    row = await statement.fetchrow(
+        conn, owner_id=owner_id, task_id=task_id, expected_version=expected_version
     )
-    row = result.first()
     return None if row is None else _task(row)
 
 
 async def delete_task(
-    conn: AsyncConnection,
+    conn: Connection,
     *,
     owner_id: str,
     task_id: int,
     expected_version: int | None = None,
 ) -> bool:
     """True when the task was deleted by this statement."""
-    query = delete(tasks).where(_owned(owner_id, task_id))
-    if expected_version is not None:
-        query = query.where(tasks.c.version == expected_version)
-    result = await conn.execute(query.returning(tasks.c.id))
-    return result.first() is not None
+    statement = _delete_statement(versioned=expected_version is not None)
+    row = await statement.fetchrow(
+        conn, owner_id=owner_id, task_id=task_id, expected_version=expected_version
+    )
+    return row is not None

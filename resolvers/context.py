@@ -9,11 +9,12 @@ from dataclasses import dataclass, field
 from functools import partial
 
 from aiodataloader import DataLoader
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from db import engine as db_engine
 from db import tasks as task_queries
 from db.errors import DatabaseRejectedInput, DatabaseUnavailable
+from db.statements import Connection
 from db.tasks import Task
 from resolvers.auth import Principal, TokenVerifier, bearer_token
 from resolvers.errors import FieldError, InvalidInput, ServiceUnavailable, Unauthenticated
@@ -64,7 +65,7 @@ class Context:
         return [by_id.get(task_id) for task_id in task_ids]
 
     @asynccontextmanager
-    async def connection(self) -> AsyncIterator[AsyncConnection]:
+    async def connection(self) -> AsyncIterator[Connection]:
         """A connection for one operation, with storage failures turned into domain errors."""
         scope = None
         if self.row_security.enabled:

@@ -5,9 +5,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, NoReturn
 
-from sqlalchemy.ext.asyncio import AsyncConnection
-
 from db import tasks as task_queries
+from db.statements import Connection
 from db.tasks import DEFAULT_ORDER, NO_FILTER, Task, TaskFilter, TaskOrder
 from resolvers.context import Context
 from resolvers.errors import TaskNotFound, VersionConflict
@@ -191,7 +190,7 @@ def _check_version(task: Task, expected_version: int | None) -> None:
 
 
 async def _explain_miss(
-    conn: AsyncConnection, owner_id: str, task_id: int, expected_version: int | None
+    conn: Connection, owner_id: str, task_id: int, expected_version: int | None
 ) -> NoReturn:
     """A write matched no row: say whether the task is missing or has moved on.
 

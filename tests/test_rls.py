@@ -6,12 +6,9 @@ from collections.abc import AsyncIterator
 
 import asyncpg
 import pytest
-from sqlalchemy import delete, func, insert, select, text, update
-from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from db.engine import DatabaseConfig, RowScope, connect, create_engine
-from db.tables import tasks
 from resolvers.auth import Principal
 from resolvers.context import Context, RowSecurityConfig
 
@@ -43,67 +40,81 @@ def alice_context(engine: AsyncEngine, *, enabled: bool = True) -> Context:
 
 
 async def test_the_apps_connection_sees_only_the_viewers_rows(engine: AsyncEngine) -> None:
+    # Every statement here forgets the owner filter on purpose.
     async with alice_context(engine).connection() as conn:
-        assert await conn.scalar(text("SELECT current_user")) == APP_ROLE
-        # No owner filter at all: the policy supplies it.
-        titles = (await conn.execute(select(tasks.c.title).order_by(tasks.c.id))).scalars().all()
+        assert await conn.fetchval("SELECT current_user") == APP_ROLE
+        titles = [row["title"] for row in await conn.fetch("SELECT title FROM tasks ORDER BY id")]
         assert titles == ["alice 1", "alice 2"]
-        assert await conn.scalar(select(func.count()).select_from(tasks)) == 2
-        changed = await conn.execute(update(tasks).values(title="mine now"))
-        assert changed.rowcount == 2
-        deleted = await conn.execute(delete(tasks).returning(tasks.c.owner_id))
-        assert set(deleted.scalars()) == {"alice"}
+        assert await conn.fetchval("SELECT count(*) FROM tasks") == 2
+        assert await conn.execute("UPDATE tasks SET title = 'mine now'") == "UPDATE 2"
+        deleted = await conn.fetch("DELETE FROM tasks RETURNING owner_id")
+        assert {row["owner_id"] for row in deleted} == {"alice"}
     async with connect(engine) as conn:
-        assert await conn.scalar(select(tasks.c.title)) == "bob secret"
+        assert await conn.fetchval("SELECT title FROM tasks") == "bob secret"
 
 
-async def test_writing_a_row_for_someone_else_is_refused(engine: AsyncEngine) -> None:
-    with pytest.raises(DBAPIError, match="row-level security"):
+@pytest.mark.parametrize(
+    "statement",
+    [
+        "INSERT INTO tasks (owner_id, title) VALUES ('bob', 'planted')",
+        "UPDATE tasks SET owner_id = 'bob'",
+    ],
+)
+async def test_writing_a_row_for_someone_else_is_refused(
+    engine: AsyncEngine, statement: str
+) -> None:
+    with pytest.raises(asyncpg.exceptions.InsufficientPrivilegeError, match="row-level security"):
         async with alice_context(engine).connection() as conn:
-            await conn.execute(insert(tasks).values(owner_id="bob", title="planted"))
-    with pytest.raises(DBAPIError, match="row-level security"):
-        async with alice_context(engine).connection() as conn:
-            await conn.execute(update(tasks).values(owner_id="bob"))
+            await conn.execute(statement)
 
 
 async def test_without_an_owner_the_role_sees_nothing(engine: AsyncEngine) -> None:
     async with connect(engine) as conn:
-        await conn.execute(text(f"SET ROLE {APP_ROLE}"))
-        assert await conn.scalar(select(func.count()).select_from(tasks)) == 0
-        await conn.execute(text("RESET ROLE"))
+        await conn.execute(f"SET ROLE {APP_ROLE}")
+        assert await conn.fetchval("SELECT count(*) FROM tasks") == 0
+        await conn.execute("RESET ROLE")
 
 
 async def test_the_owner_setting_ends_with_its_transaction(engine: AsyncEngine) -> None:
     async with connect(engine, RowScope("alice", APP_ROLE)) as conn:
-        assert await conn.scalar(select(func.count()).select_from(tasks)) == 2
-        connection_id = await conn.scalar(text("SELECT pg_backend_pid()"))
-    # The same pooled connection, next checkout: neither the owner nor the role is left over.
+        assert await conn.fetchval("SELECT count(*) FROM tasks") == 2
+        connection_id = await conn.fetchval("SELECT pg_backend_pid()")
+    # The same pooled connection, used next without a scope.
     async with connect(engine) as conn:
-        assert await conn.scalar(text("SELECT pg_backend_pid()")) == connection_id
-        assert await conn.scalar(text("SELECT current_setting('app.user_id', true)")) in ("", None)
-        assert await conn.scalar(text("SELECT current_user")) != APP_ROLE
+        assert await conn.fetchval("SELECT pg_backend_pid()") == connection_id
+        assert await conn.fetchval("SELECT current_setting('app.user_id', true)") in ("", None)
+        assert await conn.fetchval("SELECT current_user") != APP_ROLE
+
+
+@pytest.mark.parametrize(
+    "owner_id", ["o'brien", "back\\slash", "'); DROP TABLE tasks; --", "Zoë Ω"]
+)
+async def test_any_owner_id_is_set_literally(engine: AsyncEngine, owner_id: str) -> None:
+    # The owner travels as a literal in the BEGIN round trip: it must arrive unchanged.
+    async with connect(engine, RowScope(owner_id, APP_ROLE)) as conn:
+        assert await conn.fetchval("SELECT current_setting('app.user_id')") == owner_id
+        assert await conn.fetchval("SELECT count(*) FROM tasks") == 0
+    async with connect(engine) as conn:
+        assert await conn.fetchval("SELECT count(*) FROM tasks") == 3
 
 
 async def test_the_app_role_cannot_bypass_row_security(engine: AsyncEngine) -> None:
     async with connect(engine) as conn:
-        row = (
-            await conn.execute(
-                text("SELECT rolsuper, rolbypassrls, rolcanlogin FROM pg_roles WHERE rolname = :r"),
-                {"r": APP_ROLE},
-            )
-        ).one()
+        row = await conn.fetchrow(
+            "SELECT rolsuper, rolbypassrls, rolcanlogin FROM pg_roles WHERE rolname = $1",
+            APP_ROLE,
+        )
         assert tuple(row) == (False, False, False)
-        forced = await conn.scalar(
-            text(
-                "SELECT relrowsecurity AND relforcerowsecurity FROM pg_class "
-                "WHERE oid = 'tasks'::regclass"
-            )
+        forced = await conn.fetchval(
+            "SELECT relrowsecurity AND relforcerowsecurity FROM pg_class "
+            "WHERE oid = 'tasks'::regclass"
         )
         assert forced is True
 
 
 async def test_disabled_row_security_uses_autocommit(engine: AsyncEngine) -> None:
     async with alice_context(engine, enabled=False).connection() as conn:
-        assert await conn.scalar(text("SELECT current_user")) != APP_ROLE
+        assert await conn.fetchval("SELECT current_user") != APP_ROLE
+        assert not conn.is_in_transaction()
         # The superuser login bypasses RLS: only the queries' own owner filter protects data.
-        assert await conn.scalar(select(func.count()).select_from(tasks)) == 3
+        assert await conn.fetchval("SELECT count(*) FROM tasks") == 3

@@ -7,9 +7,8 @@ from datetime import UTC, datetime
 
 import asyncpg
 import pytest
-from sqlalchemy.dialects import postgresql
 
-from db.tasks import Position, TaskFilter, TaskOrder, task_list_query
+from db.tasks import Position, TaskFilter, TaskOrder, list_sql
 from tests.support.graphql import seed_tasks
 from tests.test_task_listing import task_rows
 
@@ -52,12 +51,10 @@ async def _seed_many_owners(database_url: str) -> None:
 
 
 async def explain(database_url: str, **arguments: object) -> str:
-    query = task_list_query(owner_id="owner7", limit=51, **arguments)  # type: ignore[arg-type]
-    compiled = query.compile(dialect=postgresql.asyncpg.dialect())
-    params = [compiled.params[name] for name in compiled.positiontup or ()]
+    sql, params = list_sql(owner_id="owner7", limit=51, **arguments)  # type: ignore[arg-type]
     conn = await asyncpg.connect(database_url)
     try:
-        rows = await conn.fetch(f"EXPLAIN {compiled.string}", *params)
+        rows = await conn.fetch(f"EXPLAIN {sql}", *params)
     finally:
         await conn.close()
     return "\n".join(row[0] for row in rows)

@@ -23,8 +23,8 @@ class StatementLog:
     def __init__(self) -> None:
         self.statements: list[str] = []
 
-    def __call__(self, conn: Any, cursor: Any, statement: str, *args: Any) -> None:
-        self.statements.append(statement)
+    def __call__(self, record: Any) -> None:
+        self.statements.append(record.query)
 
     def on_tasks(self) -> list[str]:
         return [s for s in self.statements if "tasks" in s]
@@ -35,11 +35,21 @@ async def app(settings: main.Settings) -> AsyncIterator[tuple[httpx.AsyncClient,
     async with running_app(settings) as (http, state):
         log = StatementLog()
         engine = state["engine"].sync_engine
-        event.listen(engine, "before_cursor_execute", log)
+
+        # asyncpg's own query log, on each connection while the app holds it.
+        def watch(dbapi_connection: Any, *_: Any) -> None:
+            dbapi_connection.driver_connection.add_query_logger(log)
+
+        def unwatch(dbapi_connection: Any, *_: Any) -> None:
+            dbapi_connection.driver_connection.remove_query_logger(log)
+
+        event.listen(engine, "checkout", watch)
+        event.listen(engine, "checkin", unwatch)
         try:
             yield http, log
         finally:
-            event.remove(engine, "before_cursor_execute", log)
+            event.remove(engine, "checkout", watch)
+            event.remove(engine, "checkin", unwatch)
 
 
 def aliased_lookups(ids: list[int]) -> str:
