@@ -80,8 +80,13 @@ SETTINGS = (
     ),
     Setting("JWT_ISSUER", None, "Required `iss` claim (exact string), when set."),
     Setting("JWT_AUDIENCE", None, "Required `aud` claim, when set."),
-    Setting("DB_POOL_SIZE", "10", "Connections kept per worker."),
-    Setting("DB_MAX_OVERFLOW", "10", "Extra connections per worker under bursts."),
+    Setting("DB_POOL_SIZE", "20", "Connections kept per worker; requests beyond it wait for one."),
+    Setting(
+        "DB_MAX_OVERFLOW",
+        "0",
+        "Extra connections per worker, closed again when returned: under steady load they "
+        "are opened and closed over and over, so waiting for a pooled one is usually faster.",
+    ),
     Setting("DB_CONNECT_TIMEOUT", "5", "Seconds to wait for a new database connection."),
     Setting("DB_STATEMENT_TIMEOUT", "5", "Seconds any one statement may run."),
     Setting(

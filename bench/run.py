@@ -314,6 +314,13 @@ def main() -> int:
     parser.add_argument("--duration", type=int, default=10, help="seconds per run")
     parser.add_argument("--rounds", type=int, default=3, help="runs per scenario and app")
     parser.add_argument("--only", nargs="*", help="scenario descriptions containing these words")
+    parser.add_argument(
+        "--api-env",
+        nargs="*",
+        default=[],
+        metavar="NAME=VALUE",
+        help="settings for the API only, e.g. RLS=false",
+    )
     args = parser.parse_args()
     if shutil.which("wrk") is None:
         print("wrk is not installed: apt-get install wrk (or brew install wrk)", file=sys.stderr)
@@ -335,11 +342,9 @@ def main() -> int:
             "WORKERS": str(args.workers),
             "LOG_LEVEL": "WARNING",
             "HOST": "127.0.0.1",
-            # Room for 1,000 connections at once without queueing on the pool.
-            "DB_POOL_SIZE": "20",
-            "DB_MAX_OVERFLOW": "10",
         }
         api_port, floor_port = free_port(), free_port()
+        api_env = dict(item.split("=", 1) for item in args.api_env)
         api_cmd = [sys.executable, "main.py", "serve"]
         floor_cmd = [
             sys.executable,
@@ -357,7 +362,7 @@ def main() -> int:
             "--no-access-log",
         ]
         with (
-            server(api_cmd, {**env, "PORT": str(api_port)}, api_port) as api,
+            server(api_cmd, {**env, **api_env, "PORT": str(api_port)}, api_port) as api,
             server(floor_cmd, env, floor_port) as floor,
         ):
             rows = [Row(s) for s in scenarios]

@@ -25,8 +25,8 @@ class DatabaseConfig:
     """How to reach PostgreSQL and how long to wait for it."""
 
     url: str
-    pool_size: int = 10
-    max_overflow: int = 10
+    pool_size: int = 20
+    max_overflow: int = 0
     pool_timeout_seconds: float = 5.0
     connect_timeout_seconds: float = 5.0
     statement_timeout_seconds: float = 5.0

@@ -48,7 +48,7 @@ def test_defaults() -> None:
 
     assert settings.database_url == settings.migration_url == DATABASE_URL
     assert (settings.host, settings.port, settings.workers) == ("127.0.0.1", 8000, 1)
-    assert (settings.pool_size, settings.max_overflow) == (10, 10)
+    assert (settings.pool_size, settings.max_overflow) == (20, 0)
     assert (settings.connect_timeout, settings.statement_timeout) == (5.0, 5.0)
     assert settings.pooler is None
     assert settings.graphiql is True

@@ -47,7 +47,7 @@ def test_effective_configuration_redacts_secrets_and_url_passwords() -> None:
         "postgresql://app:<redacted>@db.example.com/tasks?sslmode=require"
     )
     assert configuration["auth"]["secret"] == "<redacted>"
-    assert configuration["pool_size"] == 10
+    assert configuration["pool_size"] == 20
 
 
 def test_log_format_is_json_in_production_and_text_in_development(tmp_path: Path) -> None:
