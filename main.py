@@ -32,6 +32,7 @@ from db.engine import DatabaseConfig, create_engine, ping
 from db.errors import DatabaseUnavailable
 from resolvers.auth import AuthConfig, TokenVerifier, sign_development_token
 from resolvers.context import ContextFactory, RowSecurityConfig
+from resolvers.ratelimit import RateLimitConfig, RateLimiter
 from rest_compat import docs, metrics, openapi
 from rest_compat import routes as rest_routes
 from rest_compat.errors import EXCEPTION_HANDLERS
@@ -160,6 +161,18 @@ SETTINGS = (
         "`<package>@<version>/<file>`; point it at your own copy to work offline.",
     ),
     Setting(
+        "RATE_LIMIT_PER_MINUTE",
+        "0",
+        "Requests per minute one user may make (token bucket); 0: no limit. Kept per worker: "
+        "each of WORKERS processes allows its share, RATE_LIMIT_PER_MINUTE / WORKERS.",
+    ),
+    Setting(
+        "RATE_LIMIT_BURST",
+        None,
+        "Requests one user may make at once before the per-minute rate applies, divided among "
+        "WORKERS like the rate. Unset: RATE_LIMIT_PER_MINUTE (one minute's worth).",
+    ),
+    Setting(
         "FORWARDED_ALLOW_IPS",
         "127.0.0.1",
         "Proxies whose X-Forwarded-For/-Proto headers are trusted (comma-separated, `*`: any).",
@@ -199,6 +212,7 @@ class Settings:
     multiprocess_dir: Path | None
     graphiql_assets_url: str
     forwarded_allow_ips: str
+    rate_limit: RateLimitConfig
 
     @property
     def embedded(self) -> bool:
@@ -271,6 +285,8 @@ def read_settings(env: Mapping[str, str]) -> Settings:
             "Auth's https://your-app/api/auth/jwks) or JWT_SECRET (HS256 shared secret)."
         )
     workers = integer("WORKERS", 1)
+    per_minute = integer("RATE_LIMIT_PER_MINUTE", 0)
+    burst = integer("RATE_LIMIT_BURST", 1) if get("RATE_LIMIT_BURST") else per_minute
     return Settings(
         database_url=database_url,
         migration_url=get("DATABASE_MIGRATION_URL") or database_url,
@@ -310,7 +326,14 @@ def read_settings(env: Mapping[str, str]) -> Settings:
         multiprocess_dir=Path(multiprocess_dir).resolve() if multiprocess_dir else None,
         graphiql_assets_url=get("GRAPHIQL_ASSETS_URL") or "",
         forwarded_allow_ips=get("FORWARDED_ALLOW_IPS") or "127.0.0.1",
+        rate_limit=_rate_limit(workers, per_minute, burst),
     )
+
+
+def _rate_limit(workers: int, per_minute: int, burst: int) -> RateLimitConfig:
+    """This worker's share of the limit: buckets live in each process's memory, and a shared
+    one would cost a database write per request, so each of the workers allows 1/workers."""
+    return RateLimitConfig(per_minute=per_minute / workers, burst=max(1.0, burst / workers))
 
 
 def effective_configuration(settings: Settings) -> dict[str, Any]:
@@ -395,6 +418,8 @@ def create_app(settings: Settings | None = None) -> Starlette:
             if settings.embedded:
                 await migrate.upgrade(engine)
             verifier = TokenVerifier(settings.auth, on_jwks_fetch=metrics.jwks_fetched)
+            limit = settings.rate_limit
+            rate_limiter = RateLimiter(limit) if limit.enabled else None
             try:
                 yield {
                     "context_factory": ContextFactory(
@@ -402,6 +427,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
                         verifier=verifier,
                         row_security=settings.row_security,
                         on_database_unavailable=metrics.database_unavailable,
+                        rate_limiter=rate_limiter,
                     ),
                     "engine": engine,
                 }

@@ -131,6 +131,8 @@ def test_a_bad_number_names_its_variable(variable: str, value: str) -> None:
         ("GRAPHQL_MAX_ALIASES", "0"),
         ("GRAPHQL_MAX_TOKENS", "-1"),
         ("GRAPHQL_MAX_BYTES", "0"),
+        ("RATE_LIMIT_PER_MINUTE", "-1"),
+        ("RATE_LIMIT_BURST", "0"),
     ],
 )
 def test_a_number_out_of_range_names_its_variable(variable: str, value: str) -> None:
