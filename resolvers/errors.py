@@ -72,7 +72,7 @@ class VersionConflict(AppError):
 class InvalidInput(AppError):
     """Input that breaks the validation rules; carries every failing field at once."""
 
-    code = "INVALID_INPUT"
+    code = "BAD_USER_INPUT"
     status = 422
 
     def __init__(self, errors: list[FieldError]) -> None:
