@@ -45,6 +45,7 @@ _COMMON_ERRORS = {
     "401": _error("Missing or invalid bearer token"),
     "403": _error("The path's user is not the token's subject"),
     "422": _json("Invalid input", {"$ref": _REF + "ValidationError"}),
+    "429": _error("Too many requests from your user; retry after Retry-After seconds"),
     "503": _error("The database is unavailable; retry after Retry-After seconds"),
 }
 _TASK_ERRORS = {**_COMMON_ERRORS, "404": _error("No such task among yours")}
