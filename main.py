@@ -6,11 +6,13 @@ import argparse
 import asyncio
 import hashlib
 import logging
+import math
 import os
 import secrets
 import sys
+import tempfile
 from collections.abc import AsyncIterator, Mapping
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, suppress
 from dataclasses import asdict, dataclass
 from functools import partial
 from pathlib import Path
@@ -30,6 +32,7 @@ from db.engine import DatabaseConfig, create_engine, ping
 from db.errors import DatabaseUnavailable
 from resolvers.auth import AuthConfig, TokenVerifier, sign_development_token
 from resolvers.context import ContextFactory, RowSecurityConfig
+from resolvers.ratelimit import RateLimitConfig, RateLimiter
 from rest_compat import docs, metrics, openapi
 from rest_compat import routes as rest_routes
 from rest_compat.errors import EXCEPTION_HANDLERS
@@ -163,6 +166,18 @@ SETTINGS = (
         "`<package>@<version>/<file>`; point it at your own copy to work offline.",
     ),
     Setting(
+        "RATE_LIMIT_PER_MINUTE",
+        "0",
+        "Requests per minute one user may make (token bucket); 0: no limit. Kept per worker: "
+        "each of WORKERS processes allows its share, RATE_LIMIT_PER_MINUTE / WORKERS.",
+    ),
+    Setting(
+        "RATE_LIMIT_BURST",
+        None,
+        "Requests one user may make at once before the per-minute rate applies, divided among "
+        "WORKERS like the rate. Unset: RATE_LIMIT_PER_MINUTE (one minute's worth).",
+    ),
+    Setting(
         "FORWARDED_ALLOW_IPS",
         "127.0.0.1",
         "Proxies whose X-Forwarded-For/-Proto headers are trusted (comma-separated, `*`: any).",
@@ -202,6 +217,7 @@ class Settings:
     multiprocess_dir: Path | None
     graphiql_assets_url: str
     forwarded_allow_ips: str
+    rate_limit: RateLimitConfig
 
     @property
     def embedded(self) -> bool:
@@ -233,6 +249,19 @@ def read_settings(env: Mapping[str, str]) -> Settings:
         except ValueError:
             raise ConfigError(f"{name} must be a number, got {get(name)!r}") from None
 
+    def integer(name: str, minimum: int, maximum: int | None = None) -> int:
+        value: int = number(name, int)
+        if value < minimum or (maximum is not None and value > maximum):
+            bounds = f"from {minimum} to {maximum}" if maximum is not None else f">= {minimum}"
+            raise ConfigError(f"{name} must be {bounds}, got {value}")
+        return value
+
+    def seconds(name: str) -> float:
+        value: float = number(name, float)
+        if not (math.isfinite(value) and value > 0):
+            raise ConfigError(f"{name} must be a positive number of seconds, got {get(name)!r}")
+        return value
+
     def flag(name: str) -> bool | None:
         raw = (get(name) or "").strip().lower()
         if raw in {"1", "true", "yes", "on"}:
@@ -260,34 +289,37 @@ def read_settings(env: Mapping[str, str]) -> Settings:
             "DATABASE_URL is set but no way to verify tokens is: set JWT_JWKS_URL (e.g. Better "
             "Auth's https://your-app/api/auth/jwks) or JWT_SECRET (HS256 shared secret)."
         )
+    workers = integer("WORKERS", 1)
+    per_minute = integer("RATE_LIMIT_PER_MINUTE", 0)
+    burst = integer("RATE_LIMIT_BURST", 1) if get("RATE_LIMIT_BURST") else per_minute
     return Settings(
         database_url=database_url,
         migration_url=get("DATABASE_MIGRATION_URL") or database_url,
         data_dir=data_dir,
         host=get("HOST") or "127.0.0.1",
-        port=number("PORT", int),
-        workers=number("WORKERS", int),
+        port=integer("PORT", 1, 65535),
+        workers=workers,
         auth=AuthConfig(
             secret=secret, jwks_url=jwks_url, issuer=get("JWT_ISSUER"), audience=get("JWT_AUDIENCE")
         ),
-        pool_size=number("DB_POOL_SIZE", int),
-        max_overflow=number("DB_MAX_OVERFLOW", int),
-        connect_timeout=number("DB_CONNECT_TIMEOUT", float),
-        statement_timeout=number("DB_STATEMENT_TIMEOUT", float),
+        pool_size=integer("DB_POOL_SIZE", 1),
+        max_overflow=integer("DB_MAX_OVERFLOW", 0),
+        connect_timeout=seconds("DB_CONNECT_TIMEOUT"),
+        statement_timeout=seconds("DB_STATEMENT_TIMEOUT"),
         pooler=flag("DB_POOLER"),
         graphiql=bool(flag("GRAPHIQL")),
         graphql=GraphQLConfig(
-            max_depth=number("GRAPHQL_MAX_DEPTH", int),
-            max_aliases=number("GRAPHQL_MAX_ALIASES", int),
-            max_tokens=number("GRAPHQL_MAX_TOKENS", int),
-            max_bytes=number("GRAPHQL_MAX_BYTES", int),
+            max_depth=integer("GRAPHQL_MAX_DEPTH", 1),
+            max_aliases=integer("GRAPHQL_MAX_ALIASES", 1),
+            max_tokens=integer("GRAPHQL_MAX_TOKENS", 1),
+            max_bytes=integer("GRAPHQL_MAX_BYTES", 1),
             introspection=bool(flag("GRAPHQL_INTROSPECTION")),
         ),
         cors_origins=tuple(
             origin.strip() for origin in (get("CORS_ORIGINS") or "").split(",") if origin.strip()
         ),
         log_level=(get("LOG_LEVEL") or "INFO").upper(),
-        max_body_bytes=number("MAX_BODY_BYTES", int),
+        max_body_bytes=integer("MAX_BODY_BYTES", 1),
         row_security=RowSecurityConfig(
             enabled=bool(flag("RLS")),
             # Set but empty means "no role", which get() would read as unset.
@@ -299,7 +331,14 @@ def read_settings(env: Mapping[str, str]) -> Settings:
         multiprocess_dir=Path(multiprocess_dir).resolve() if multiprocess_dir else None,
         graphiql_assets_url=get("GRAPHIQL_ASSETS_URL") or "",
         forwarded_allow_ips=get("FORWARDED_ALLOW_IPS") or "127.0.0.1",
+        rate_limit=_rate_limit(workers, per_minute, burst),
     )
+
+
+def _rate_limit(workers: int, per_minute: int, burst: int) -> RateLimitConfig:
+    """This worker's share of the limit: buckets live in each process's memory, and a shared
+    one would cost a database write per request, so each of the workers allows 1/workers."""
+    return RateLimitConfig(per_minute=per_minute / workers, burst=max(1.0, burst / workers))
 
 
 def effective_configuration(settings: Settings) -> dict[str, Any]:
@@ -327,14 +366,17 @@ def development_secret(data_dir: Path) -> str:
     path = data_dir / "dev-jwt-secret"
     if not path.exists():
         data_dir.mkdir(parents=True, exist_ok=True)
-        # O_EXCL: when several workers start at once, exactly one writes the secret.
+        # Written whole under a private name, then linked into place: link() fails when the
+        # name exists, so of several workers starting at once exactly one publishes its secret,
+        # and none ever reads a file that is still being written.
+        fd, temporary = tempfile.mkstemp(dir=data_dir, prefix=".dev-jwt-secret.")
         try:
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        except FileExistsError:
-            pass
-        else:
             with os.fdopen(fd, "w") as file:
                 file.write(secrets.token_urlsafe(32))
+            with suppress(FileExistsError):
+                os.link(temporary, path)
+        finally:
+            os.unlink(temporary)
     return path.read_text().strip()
 
 
@@ -381,6 +423,8 @@ def create_app(settings: Settings | None = None) -> Starlette:
             if settings.embedded:
                 await migrate.upgrade(engine)
             verifier = TokenVerifier(settings.auth, on_jwks_fetch=metrics.jwks_fetched)
+            limit = settings.rate_limit
+            rate_limiter = RateLimiter(limit) if limit.enabled else None
             try:
                 yield {
                     "context_factory": ContextFactory(
@@ -388,6 +432,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
                         verifier=verifier,
                         row_security=settings.row_security,
                         on_database_unavailable=metrics.database_unavailable,
+                        rate_limiter=rate_limiter,
                     ),
                     "engine": engine,
                 }

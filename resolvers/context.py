@@ -18,6 +18,7 @@ from db.statements import Connection
 from db.tasks import Task
 from resolvers.auth import Principal, TokenVerifier, bearer_token
 from resolvers.errors import FieldError, InvalidInput, ServiceUnavailable, Unauthenticated
+from resolvers.ratelimit import RateLimiter
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,11 +94,15 @@ class ContextFactory:
     verifier: TokenVerifier
     row_security: RowSecurityConfig = field(default_factory=RowSecurityConfig)
     on_database_unavailable: Callable[[], None] | None = None
+    # None: no rate limit, and no cost on the request path.
+    rate_limiter: RateLimiter | None = None
 
     async def __call__(self, *, authorization: str | None, request_id: str | None) -> Context:
         """A context whose principal is None when no token was sent; a bad token raises."""
         token = bearer_token(authorization)
         principal = None if token is None else await self.verifier.verify(token)
+        if principal is not None and self.rate_limiter is not None:
+            self.rate_limiter.take(principal.user_id)
         return Context(
             engine=self.engine,
             principal=principal,

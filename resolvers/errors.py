@@ -72,7 +72,7 @@ class VersionConflict(AppError):
 class InvalidInput(AppError):
     """Input that breaks the validation rules; carries every failing field at once."""
 
-    code = "INVALID_INPUT"
+    code = "BAD_USER_INPUT"
     status = 422
 
     def __init__(self, errors: list[FieldError]) -> None:
@@ -80,12 +80,23 @@ class InvalidInput(AppError):
         self.errors = errors
 
 
-class ServiceUnavailable(AppError):
-    """A dependency (the database, the JWKS endpoint) cannot be reached right now."""
-
-    code = "SERVICE_UNAVAILABLE"
-    status = 503
+class RetryLater(AppError):
+    """Refused for now; the client may try again after `retry_after` seconds."""
 
     def __init__(self, message: str, *, retry_after: int = 1) -> None:
         super().__init__(message)
         self.retry_after = retry_after
+
+
+class RateLimited(RetryLater):
+    """The viewer sent more requests than the rate limit allows."""
+
+    code = "RATE_LIMITED"
+    status = 429
+
+
+class ServiceUnavailable(RetryLater):
+    """A dependency (the database, the JWKS endpoint) cannot be reached right now."""
+
+    code = "SERVICE_UNAVAILABLE"
+    status = 503

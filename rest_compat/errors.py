@@ -10,7 +10,7 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
 
-from resolvers.errors import AppError, InvalidInput, ServiceUnavailable, VersionConflict
+from resolvers.errors import AppError, InvalidInput, RetryLater, VersionConflict
 from rest_compat.bodies import UnsupportedMediaType, json_response, validation_detail
 
 log = logging.getLogger(__name__)
@@ -27,7 +27,7 @@ async def app_error(request: Request, error: Exception) -> Response:
     elif isinstance(error, VersionConflict):
         body["current_version"] = error.task.version
         headers["ETag"] = f'"{error.task.version}"'
-    elif isinstance(error, ServiceUnavailable):
+    elif isinstance(error, RetryLater):
         headers["Retry-After"] = str(error.retry_after)
     if error.status == 401:
         headers["WWW-Authenticate"] = "Bearer"

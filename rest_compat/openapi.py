@@ -12,12 +12,20 @@ from db.tables import DESCRIPTION_MAX_LENGTH, TITLE_MAX_LENGTH
 from resolvers.pagination import MAX_PAGE_SIZE
 from rest_compat.bodies import json_response
 from rest_compat.listing import SORTS
+from rest_compat.routes import IF_MATCH_PATTERN
 
 _REF = "#/components/schemas/"
 _DATETIME = {"type": "string", "format": "date-time"}
 _NULLABLE_DATETIME = {"anyOf": [_DATETIME, {"type": "null"}]}
-_TITLE = {"type": "string", "minLength": 1, "maxLength": TITLE_MAX_LENGTH}
-_DESCRIPTION = {"type": "string", "maxLength": DESCRIPTION_MAX_LENGTH}
+# Text is stored in PostgreSQL, which cannot hold NUL; a title is trimmed and must not be blank.
+_NO_NUL = r"^[^\u0000]*$"
+_TITLE = {
+    "type": "string",
+    "minLength": 1,
+    "maxLength": TITLE_MAX_LENGTH,
+    "pattern": r"^[^\u0000]*[^\s\u0000][^\u0000]*$",
+}
+_DESCRIPTION = {"type": "string", "maxLength": DESCRIPTION_MAX_LENGTH, "pattern": _NO_NUL}
 
 
 def _error(description: str) -> dict[str, Any]:
@@ -37,6 +45,7 @@ _COMMON_ERRORS = {
     "401": _error("Missing or invalid bearer token"),
     "403": _error("The path's user is not the token's subject"),
     "422": _json("Invalid input", {"$ref": _REF + "ValidationError"}),
+    "429": _error("Too many requests from your user; retry after Retry-After seconds"),
     "503": _error("The database is unavailable; retry after Retry-After seconds"),
 }
 _TASK_ERRORS = {**_COMMON_ERRORS, "404": _error("No such task among yours")}
@@ -45,7 +54,7 @@ _IF_MATCH = {
     "in": "header",
     "required": False,
     "description": "Apply only if the task is still at this ETag; 412 otherwise.",
-    "schema": {"type": "string"},
+    "schema": {"type": "string", "pattern": IF_MATCH_PATTERN},
 }
 _PRECONDITION = {"412": _error("The task changed since the ETag in If-Match")}
 
@@ -76,7 +85,7 @@ _LIST_PARAMETERS = [
     ),
     _query("due_before", "Only tasks due strictly before this instant.", _DATETIME),
     _query("due_after", "Only tasks due strictly after this instant.", _DATETIME),
-    _query("q", "Case-insensitive substring of the title or the description.", {"type": "string"}),
+    _query("q", "Case-insensitive substring of the title or the description.", _DESCRIPTION),
     _query(
         "sort",
         "Sort field, `-` for descending; the id breaks ties and undated tasks come last.",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Awaitable, Callable, Mapping
 from urllib.parse import quote
 
@@ -26,6 +27,9 @@ TASKS = "/api/{user_id}/tasks"
 TASK = "/api/{user_id}/tasks/{task_id}"
 # RFC 3986 sub-delims, ":" and "@": allowed unescaped in a path segment.
 _PATH_SEGMENT_SAFE = "!$&'()*+,;=:@"
+# What If-Match may hold, here and in the OpenAPI document: `*` or one of our ETags, quoted as
+# RFC 9110 says or, as some legacy clients send them, bare.
+IF_MATCH_PATTERN = r'^(\*|(W/)?"([0-9]+)"|([0-9]+))$'
 
 
 async def _context(request: Request) -> Context:
@@ -106,21 +110,22 @@ async def delete_task(request: Request) -> Response:
 def if_match_version(request: Request) -> int | None:
     """The version named by If-Match (`"3"`, `W/"3"`), None when absent or `*`."""
     header = request.headers.get("if-match")
-    if header is None or header.strip() == "*":
+    if header is None:
         return None
-    tag = header.strip().removeprefix("W/").strip('"')
-    if tag.isascii() and tag.isdigit():
-        return int(tag)
-    raise InvalidInput(
-        [
-            FieldError(
-                "If-Match",
-                'If-Match must be an ETag from this API, such as "3"',
-                "etag_format",
-                location="header",
-            )
-        ]
-    )
+    tag = re.fullmatch(IF_MATCH_PATTERN, header.strip(" \t"))
+    if tag is None:
+        raise InvalidInput(
+            [
+                FieldError(
+                    "If-Match",
+                    'If-Match must be an ETag from this API, such as "3"',
+                    "etag_format",
+                    location="header",
+                )
+            ]
+        )
+    version = tag[3] or tag[4]
+    return None if version is None else int(version)
 
 
 Handler = Callable[[Request], Awaitable[Response]]

@@ -21,7 +21,7 @@ from strawberry.types import ExecutionResult
 from strawberry.types.graphql import OperationType
 
 from resolvers.context import Context, ContextFactory
-from resolvers.errors import AppError, ServiceUnavailable
+from resolvers.errors import AppError, RetryLater
 from schema.graphiql import GraphiQL
 
 GRAPHQL_RESPONSE = "application/graphql-response+json"
@@ -236,7 +236,7 @@ def _status(result: ExecutionResult, executed: bool, media_type: str) -> int:
 
 def _app_error(error: AppError, media_type: str) -> Response:
     headers = {}
-    if isinstance(error, ServiceUnavailable):
+    if isinstance(error, RetryLater):
         headers["Retry-After"] = str(error.retry_after)
     if error.status == 401:
         headers["WWW-Authenticate"] = 'Bearer error="invalid_token"'

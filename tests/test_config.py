@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 import stat
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -12,7 +14,7 @@ import pytest
 
 from main import ConfigError, read_settings
 from resolvers.auth import AuthConfig, Principal, TokenVerifier
-from tests.support.cli import cli_environment, run_cli
+from tests.support.cli import PROJECT_DIR, cli_environment, run_cli
 
 DATABASE_URL = "postgresql://u:p@db.example.com/app"
 SECRET = "config-test-secret-long-enough-for-hs256"
@@ -112,6 +114,54 @@ def test_a_bad_number_names_its_variable(variable: str, value: str) -> None:
     assert repr(value) in str(refused.value)
 
 
+@pytest.mark.parametrize(
+    ("variable", "value"),
+    [
+        ("PORT", "0"),
+        ("PORT", "65536"),
+        ("WORKERS", "0"),
+        ("DB_POOL_SIZE", "0"),
+        ("DB_MAX_OVERFLOW", "-1"),
+        ("DB_CONNECT_TIMEOUT", "0"),
+        ("DB_CONNECT_TIMEOUT", "nan"),
+        ("DB_STATEMENT_TIMEOUT", "-5"),
+        ("DB_STATEMENT_TIMEOUT", "inf"),
+        ("MAX_BODY_BYTES", "0"),
+        ("GRAPHQL_MAX_DEPTH", "0"),
+        ("GRAPHQL_MAX_ALIASES", "0"),
+        ("GRAPHQL_MAX_TOKENS", "-1"),
+        ("GRAPHQL_MAX_BYTES", "0"),
+        ("RATE_LIMIT_PER_MINUTE", "-1"),
+        ("RATE_LIMIT_BURST", "0"),
+    ],
+)
+def test_a_number_out_of_range_names_its_variable(variable: str, value: str) -> None:
+    with pytest.raises(ConfigError) as refused:
+        read_settings({"DATABASE_URL": DATABASE_URL, "JWT_SECRET": SECRET, variable: value})
+
+    assert variable in str(refused.value)
+
+
+def test_the_smallest_allowed_numbers_are_accepted() -> None:
+    settings = read_settings(
+        {
+            "DATABASE_URL": DATABASE_URL,
+            "JWT_SECRET": SECRET,
+            "PORT": "65535",
+            "WORKERS": "1",
+            "DB_POOL_SIZE": "1",
+            "DB_MAX_OVERFLOW": "0",
+            "DB_CONNECT_TIMEOUT": "0.1",
+            "MAX_BODY_BYTES": "1",
+            "GRAPHQL_MAX_DEPTH": "1",
+        }
+    )
+
+    assert (settings.port, settings.pool_size, settings.max_overflow) == (65535, 1, 0)
+    assert (settings.connect_timeout, settings.max_body_bytes) == (0.1, 1)
+    assert settings.graphql.max_depth == 1
+
+
 @pytest.mark.parametrize(("variable", "value"), [("DB_POOLER", "maybe"), ("GRAPHIQL", "2")])
 def test_a_bad_flag_names_its_variable(variable: str, value: str) -> None:
     with pytest.raises(ConfigError) as refused:
@@ -156,6 +206,30 @@ def test_the_embedded_default_creates_a_private_development_secret(tmp_path: Pat
     # Another data dir is another development setup, with a secret of its own.
     other = read_settings({"DATA_DIR": str(tmp_path / "other")})
     assert other.auth.secret != first.auth.secret
+
+
+def test_workers_starting_at_once_read_one_complete_development_secret(tmp_path: Path) -> None:
+    # Each process reads the settings as it starts; none may see a missing or half-written file.
+    read_secret = (
+        "import sys; from main import read_settings; "
+        "print(read_settings({'DATA_DIR': sys.argv[1]}).auth.secret)"
+    )
+    processes = [
+        subprocess.Popen(
+            [sys.executable, "-c", read_secret, str(tmp_path)],
+            cwd=PROJECT_DIR,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(6)
+    ]
+    secrets = {process.communicate(timeout=60)[0].strip() for process in processes}
+
+    assert [process.returncode for process in processes] == [0] * 6
+    assert secrets == {(tmp_path / "dev-jwt-secret").read_text().strip()}
+    assert len(secrets.pop()) >= 32
+    # The private files each process wrote before linking are gone.
+    assert [path.name for path in tmp_path.iterdir()] == ["dev-jwt-secret"]
 
 
 def test_the_embedded_default_uses_a_configured_secret(tmp_path: Path) -> None:

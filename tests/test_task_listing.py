@@ -176,7 +176,7 @@ async def test_bad_paging_arguments_are_invalid_input(
         headers=auth("alice"),
     )
     error = response.json()["errors"][0]
-    assert (error["message"], error["extensions"]["code"]) == (message, "INVALID_INPUT")
+    assert (error["message"], error["extensions"]["code"]) == (message, "BAD_USER_INPUT")
 
 
 async def test_a_cursor_of_another_order_is_refused(
@@ -192,7 +192,7 @@ async def test_a_cursor_of_another_order_is_refused(
         },
         headers=auth("alice"),
     )
-    assert response.json()["errors"][0]["extensions"]["code"] == "INVALID_INPUT"
+    assert response.json()["errors"][0]["extensions"]["code"] == "BAD_USER_INPUT"
 
 
 FILTER_ROWS = [
