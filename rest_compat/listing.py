@@ -11,6 +11,9 @@ from resolvers.errors import FieldError, InvalidInput
 from resolvers.pagination import MAX_PAGE_SIZE, PageRequest
 from resolvers.validation import validate_task_filter
 
+# PostgreSQL's OFFSET is a bigint; a larger one could only ever skip every task anyway.
+MAX_OFFSET = 2**63 - 1
+
 SORT_FIELDS: tuple[SortField, ...] = ("created_at", "due_date", "title", "updated_at")
 SORTS = tuple(prefix + field for field in SORT_FIELDS for prefix in ("", "-"))
 
@@ -52,7 +55,7 @@ def parse_list_query(params: Mapping[str, str]) -> TaskListQuery:
     overdue = parsed("overdue", _boolean)
     order = parsed("sort", _sort) or DEFAULT_ORDER
     limit = parsed("limit", lambda raw: _integer(raw, minimum=0, maximum=MAX_PAGE_SIZE))
-    offset = parsed("offset", lambda raw: _integer(raw, minimum=0)) or 0
+    offset = parsed("offset", lambda raw: _integer(raw, minimum=0, maximum=MAX_OFFSET)) or 0
     filters = TaskFilter()
     try:
         filters = validate_task_filter(

@@ -11,7 +11,7 @@ from starlette.routing import Route
 from db.tables import DESCRIPTION_MAX_LENGTH, TITLE_MAX_LENGTH
 from resolvers.pagination import MAX_PAGE_SIZE
 from rest_compat.bodies import json_response
-from rest_compat.listing import SORTS
+from rest_compat.listing import MAX_OFFSET, SORTS
 from rest_compat.routes import IF_MATCH_PATTERN
 
 _REF = "#/components/schemas/"
@@ -97,7 +97,9 @@ _LIST_PARAMETERS = [
         {"type": "integer", "minimum": 0, "maximum": MAX_PAGE_SIZE},
     ),
     _query(
-        "offset", "Skip this many tasks first.", {"type": "integer", "minimum": 0, "default": 0}
+        "offset",
+        "Skip this many tasks first.",
+        {"type": "integer", "minimum": 0, "maximum": MAX_OFFSET, "default": 0},
     ),
 ]
 _TOTAL_COUNT_HEADER = {

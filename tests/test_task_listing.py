@@ -333,6 +333,17 @@ async def test_rest_sorts_and_pages_with_limit_and_offset(
                 }
             ],
         ),
+        (
+            # Past PostgreSQL's bigint, which OFFSET is.
+            {"offset": str(2**63)},
+            [
+                {
+                    "loc": ["query", "offset"],
+                    "msg": f"Input should be less than or equal to {2**63 - 1}",
+                    "type": "less_than_equal",
+                }
+            ],
+        ),
         ({"sort": "priority"}, "literal_error"),
         ({"due_before": "soon"}, "datetime_parsing"),
         ({"q": "a\x00b"}, "string_nul"),
@@ -366,3 +377,14 @@ async def test_openapi_describes_the_list_parameters(client: httpx.AsyncClient) 
         "offset",
     }
     assert "X-Total-Count" in listing["responses"]["200"]["headers"]
+
+
+async def test_rest_offset_at_the_largest_bigint_is_an_empty_page(
+    client: httpx.AsyncClient, auth: Auth, seeded: tuple[list[Any], list[int]]
+) -> None:
+    response = await client.get(
+        "/api/alice/tasks", params={"offset": str(2**63 - 1)}, headers=auth("alice")
+    )
+    assert response.status_code == 200
+    assert response.json() == []
+    assert response.headers["X-Total-Count"] == "300"
