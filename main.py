@@ -28,7 +28,7 @@ from starlette.routing import Route
 
 from db import migrate
 from db.embedded import EmbeddedPostgres, start_embedded_postgres
-from db.engine import DatabaseConfig, create_engine, ping
+from db.engine import Database, DatabaseConfig, create_engine
 from db.errors import DatabaseUnavailable
 from resolvers.auth import AuthConfig, TokenVerifier, sign_development_token
 from resolvers.context import ContextFactory, RowSecurityConfig
@@ -83,12 +83,16 @@ SETTINGS = (
     ),
     Setting("JWT_ISSUER", None, "Required `iss` claim (exact string), when set."),
     Setting("JWT_AUDIENCE", None, "Required `aud` claim, when set."),
-    Setting("DB_POOL_SIZE", "20", "Connections kept per worker; requests beyond it wait for one."),
     Setting(
-        "DB_MAX_OVERFLOW",
-        "0",
-        "Extra connections per worker, closed again when returned: under steady load they "
-        "are opened and closed over and over, so waiting for a pooled one is usually faster.",
+        "DB_POOL_SIZE",
+        "20",
+        "Database connections per worker at most, opened when needed and closed after 5 idle "
+        "minutes; requests beyond it wait for one.",
+    ),
+    Setting(
+        "DB_POOL_TIMEOUT",
+        "5",
+        "Seconds a request waits for a free connection before it gets 503.",
     ),
     Setting("DB_CONNECT_TIMEOUT", "5", "Seconds to wait for a new database connection."),
     Setting("DB_STATEMENT_TIMEOUT", "5", "Seconds any one statement may run."),
@@ -201,7 +205,7 @@ class Settings:
     workers: int
     auth: AuthConfig
     pool_size: int
-    max_overflow: int
+    pool_timeout: float
     connect_timeout: float
     statement_timeout: float
     pooler: bool | None
@@ -227,7 +231,7 @@ class Settings:
         return DatabaseConfig(
             url=url,
             pool_size=self.pool_size,
-            max_overflow=self.max_overflow,
+            pool_timeout_seconds=self.pool_timeout,
             connect_timeout_seconds=self.connect_timeout,
             statement_timeout_seconds=self.statement_timeout,
             pooler=self.pooler,
@@ -303,7 +307,7 @@ def read_settings(env: Mapping[str, str]) -> Settings:
             secret=secret, jwks_url=jwks_url, issuer=get("JWT_ISSUER"), audience=get("JWT_AUDIENCE")
         ),
         pool_size=integer("DB_POOL_SIZE", 1),
-        max_overflow=integer("DB_MAX_OVERFLOW", 0),
+        pool_timeout=seconds("DB_POOL_TIMEOUT"),
         connect_timeout=seconds("DB_CONNECT_TIMEOUT"),
         statement_timeout=seconds("DB_STATEMENT_TIMEOUT"),
         pooler=flag("DB_POOLER"),
@@ -418,27 +422,28 @@ def create_app(settings: Settings | None = None) -> Starlette:
             extra={"fields": {"configuration": configuration}},
         )
         async with _database_url(settings.database_url, settings.data_dir) as url:
-            engine = create_engine(settings.database(url))
-            metrics.watch_pool(engine)
             if settings.embedded:
-                await migrate.upgrade(engine)
+                await _migrate_to_head(settings.database(url))
+            database = await Database.open(settings.database(url))
+            pool_watch = metrics.watch_pool(database)
             verifier = TokenVerifier(settings.auth, on_jwks_fetch=metrics.jwks_fetched)
             limit = settings.rate_limit
             rate_limiter = RateLimiter(limit) if limit.enabled else None
             try:
                 yield {
                     "context_factory": ContextFactory(
-                        engine=engine,
+                        database=database,
                         verifier=verifier,
                         row_security=settings.row_security,
                         on_database_unavailable=metrics.database_unavailable,
                         rate_limiter=rate_limiter,
                     ),
-                    "engine": engine,
+                    "database": database,
                 }
             finally:
+                pool_watch.cancel()
                 await verifier.aclose()
-                await engine.dispose()
+                await database.close()
                 metrics.mark_process_dead(settings.multiprocess_dir, os.getpid())
 
     graphql = GraphQLEndpoint(schema=build_schema(settings.graphql), graphiql=_graphiql(settings))
@@ -506,6 +511,14 @@ def _telemetry(settings: Settings) -> TelemetryConfig:
     )
 
 
+async def _migrate_to_head(config: DatabaseConfig) -> None:
+    engine = create_engine(config)
+    try:
+        await migrate.upgrade(engine)
+    finally:
+        await engine.dispose()
+
+
 async def _healthz(request: Request) -> Response:
     return JSONResponse({"status": "ok"})
 
@@ -513,7 +526,7 @@ async def _healthz(request: Request) -> Response:
 async def _readyz(request: Request) -> Response:
     """200 when the database answers, so a load balancer sends traffic only to working workers."""
     try:
-        await ping(request.state.engine)
+        await request.state.database.ping()
     except DatabaseUnavailable:
         return JSONResponse({"status": "database unavailable"}, 503, {"Retry-After": "2"})
     return JSONResponse({"status": "ok"})

@@ -1,23 +1,19 @@
-"""The async engine: pool sizing, bounded waits, pooler-safe statements, error translation."""
+"""Connections to PostgreSQL: the asyncpg pool operations use, and the engine migrations use."""
 
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import event
-from sqlalchemy.exc import DisconnectionError
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+import asyncpg
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from db.errors import DatabaseUnavailable, translate
 from db.statements import Connection
 from db.url import is_pooler_host, translate_url
-
-# Engine execution option recording that connections go through a transaction-pooling PgBouncer.
-_TRANSACTION_POOLED = "taskql_transaction_pooled"
 
 
 @dataclass(frozen=True, slots=True)
@@ -25,18 +21,26 @@ class DatabaseConfig:
     """How to reach PostgreSQL and how long to wait for it."""
 
     url: str
+    # Connections per process at most; opened when needed, closed after 5 idle minutes.
     pool_size: int = 20
-    max_overflow: int = 0
     pool_timeout_seconds: float = 5.0
     connect_timeout_seconds: float = 5.0
     statement_timeout_seconds: float = 5.0
     # True behind a transaction-pooling PgBouncer (Neon's -pooler host); None: detect from host.
     pooler: bool | None = None
-    echo: bool = False
 
 
-def create_engine(config: DatabaseConfig) -> AsyncEngine:
-    """An engine whose connections fail fast instead of hanging when the database is gone."""
+@dataclass(frozen=True, slots=True)
+class _Target:
+    """Where to connect and with which asyncpg connect() keywords."""
+
+    dsn: str
+    sqlalchemy_url: str
+    connect_args: dict[str, Any] = field(default_factory=dict)
+    pooled: bool = False
+
+
+def _target(config: DatabaseConfig) -> _Target:
     target = translate_url(config.url)
     pooled = is_pooler_host(target.host) if config.pooler is None else config.pooler
     connect_args: dict[str, Any] = {
@@ -50,36 +54,150 @@ def create_engine(config: DatabaseConfig) -> AsyncEngine:
         # Prepared statements do not survive between transactions behind transaction pooling,
         # and PgBouncer refuses unknown startup parameters.
         connect_args["statement_cache_size"] = 0
-        connect_args["prepared_statement_cache_size"] = 0
-        connect_args["prepared_statement_name_func"] = _unique_statement_name
     else:
         timeout_ms = int(config.statement_timeout_seconds * 1000)
         server_settings.setdefault("statement_timeout", str(timeout_ms))
     if server_settings:
         connect_args["server_settings"] = server_settings
-    engine = create_async_engine(
-        target.url,
-        connect_args=connect_args,
-        pool_size=config.pool_size,
-        max_overflow=config.max_overflow,
-        pool_timeout=config.pool_timeout_seconds,
-        pool_recycle=300,
-        echo=config.echo,
-        execution_options={_TRANSACTION_POOLED: pooled},
+    dsn = target.url.replace("postgresql+asyncpg://", "postgresql://", 1)
+    return _Target(dsn, target.url, connect_args, pooled)
+
+
+def create_engine(config: DatabaseConfig) -> AsyncEngine:
+    """A SQLAlchemy engine, for migrations and administration (requests use a Database)."""
+    target = _target(config)
+    connect_args = dict(target.connect_args)
+    if target.pooled:
+        # SQLAlchemy's own cache of prepared statements, named uniquely for the same reason.
+        connect_args["prepared_statement_cache_size"] = 0
+        connect_args["prepared_statement_name_func"] = _unique_statement_name
+    return create_async_engine(
+        target.sqlalchemy_url, connect_args=connect_args, pool_size=1, pool_pre_ping=True
     )
-    event.listen(engine.sync_engine, "checkout", _replace_if_closed)
-    return engine
 
 
-def _replace_if_closed(dbapi_connection: Any, record: Any, proxy: Any) -> None:
-    """Hand out no connection the server has closed (a restart, Neon suspending its compute).
+def _unique_statement_name() -> str:
+    return f"__taskql_{uuid.uuid4().hex}__"
 
-    asyncpg marks a connection closed as soon as the server hangs up, so this check costs
-    no round trip, where SQLAlchemy's pre-ping costs three on every checkout; the pool
-    replaces the connection when this raises.
+
+@dataclass(frozen=True, slots=True)
+class RowScope:
+    """Whose rows an operation may see, enforced by PostgreSQL's row-level security."""
+
+    owner_id: str
+    # Acted as for the transaction, so a login that bypasses row-level security is bound too.
+    role: str | None = None
+
+
+StatementLogger = Callable[[Any], None]
+
+
+class Database:
+    """One process's pool of asyncpg connections, failing fast when PostgreSQL is away.
+
+    asyncpg's pool replaces connections the server has closed (a restart, Neon suspending
+    its compute) when they are next acquired, at no round trip, and rolls back a transaction
+    left open; sessions carry no state of ours, so its RESET round trip is skipped.
     """
-    if dbapi_connection.driver_connection.is_closed():
-        raise DisconnectionError("the server closed this connection")
+
+    def __init__(self, pool: asyncpg.Pool, *, pooled: bool, acquire_timeout: float) -> None:
+        self._pool = pool
+        self._pooled = pooled
+        self._acquire_timeout = acquire_timeout
+        self._statement_loggers: list[StatementLogger] = []
+
+    @classmethod
+    async def open(cls, config: DatabaseConfig) -> Database:
+        """A pool that connects lazily, so the process starts while the database is down."""
+        target = _target(config)
+        pool = await asyncpg.create_pool(
+            target.dsn,
+            min_size=0,
+            max_size=config.pool_size,
+            max_inactive_connection_lifetime=300,
+            reset=_keep_session,
+            **target.connect_args,
+        )
+        return cls(pool, pooled=target.pooled, acquire_timeout=config.pool_timeout_seconds)
+
+    async def close(self) -> None:
+        await self._pool.close()
+
+    @property
+    def size(self) -> int:
+        """Connections open now."""
+        return int(self._pool.get_size())
+
+    @property
+    def idle(self) -> int:
+        """Open connections not in use."""
+        return int(self._pool.get_idle_size())
+
+    def log_statements(self, logger: StatementLogger) -> None:
+        """Call `logger` with every statement sent from now on (asyncpg's LoggedQuery)."""
+        self._statement_loggers.append(logger)
+
+    @asynccontextmanager
+    async def connect(self, scope: RowScope | None = None) -> AsyncIterator[Connection]:
+        """A connection whose work is committed when the block exits.
+
+        Without a scope and without a pooler it is in autocommit mode: every task operation
+        is one statement, so each is atomic and durable when it returns, in one round trip.
+        Otherwise the operation runs in one transaction: its settings name the owner for
+        row-level security, and behind a transaction-pooling PgBouncer a transaction pins
+        one server (the driver's prepare and execute are separate round trips the pooler
+        could otherwise send to different servers). Driver errors come out translated.
+        """
+        transactional = scope is not None or self._pooled
+        try:
+            async with self._pool.acquire(timeout=self._acquire_timeout) as conn:
+                for logger in self._statement_loggers:
+                    conn.add_query_logger(logger)
+                try:
+                    if transactional:
+                        await conn.execute(_begin(scope))
+                    yield conn
+                    if transactional:
+                        await conn.execute("COMMIT")
+                except BaseException as error:
+                    await _recover(conn, error, transactional=transactional)
+                    raise
+                finally:
+                    for logger in self._statement_loggers:
+                        conn.remove_query_logger(logger)
+        except Exception as error:
+            translated = translate(error)
+            if translated is error:
+                raise
+            raise translated from error
+
+    async def ping(self) -> None:
+        """Return when the database answers `SELECT 1`; raise DatabaseUnavailable if not."""
+        async with self.connect() as conn:
+            await conn.fetchval("SELECT 1")
+
+
+async def _recover(conn: Connection, error: BaseException, *, transactional: bool) -> None:
+    """Leave the connection fit for the next request, or take it out of service.
+
+    After an outage, a timeout or a cancellation it may be mid-statement or gone, so it is
+    closed (the pool opens a new one); after an ordinary error (a domain error, a refused
+    value) only the transaction, if any, is rolled back.
+    """
+    ordinary = isinstance(error, Exception) and not isinstance(
+        translate(error), DatabaseUnavailable
+    )
+    if ordinary and transactional:
+        try:
+            await conn.execute("ROLLBACK")
+        except Exception:
+            ordinary = False
+    if not ordinary:
+        conn.terminate()
+
+
+async def _keep_session(conn: Connection) -> None:
+    """Nothing to reset: settings are transaction-local, and the pool rolls back first."""
 
 
 def _begin(scope: RowScope | None) -> str:
@@ -103,73 +221,3 @@ def _literal(text: str) -> str:
     if "\x00" in text:
         raise ValueError("a setting cannot contain NUL")
     return "E'" + text.replace("\\", "\\\\").replace("'", "\\'") + "'"
-
-
-def _unique_statement_name() -> str:
-    return f"__taskql_{uuid.uuid4().hex}__"
-
-
-@dataclass(frozen=True, slots=True)
-class RowScope:
-    """Whose rows an operation may see, enforced by PostgreSQL's row-level security."""
-
-    owner_id: str
-    # Acted as for the transaction, so a login that bypasses row-level security is bound too.
-    role: str | None = None
-
-
-@asynccontextmanager
-async def connect(engine: AsyncEngine, scope: RowScope | None = None) -> AsyncIterator[Connection]:
-    """A pooled asyncpg connection whose work is committed when the block exits.
-
-    Without a scope and without a pooler it is in autocommit mode: every task operation is
-    one statement, so each is atomic and durable when it returns, in one round trip.
-    Otherwise the operation runs in one transaction: its settings name the owner for
-    row-level security, and behind a transaction-pooling PgBouncer a transaction pins one
-    server (the driver's prepare and execute are separate round trips the pooler could
-    otherwise send to different servers). Driver errors come out translated.
-    """
-    transactional = scope is not None or engine.get_execution_options()[_TRANSACTION_POOLED]
-    try:
-        async with engine.connect() as pooled:
-            raw: Connection = (await pooled.get_raw_connection()).driver_connection
-            try:
-                if transactional:
-                    await raw.execute(_begin(scope))
-                yield raw
-                if transactional:
-                    await raw.execute("COMMIT")
-            except BaseException as error:
-                await _release_after(error, pooled, raw, transactional=transactional)
-                raise
-    except Exception as error:
-        translated = translate(error)
-        if translated is error:
-            raise
-        raise translated from error
-
-
-async def _release_after(
-    error: BaseException, pooled: AsyncConnection, raw: Connection, *, transactional: bool
-) -> None:
-    """Leave the connection fit for the next request, or keep it out of the pool.
-
-    After an outage, a timeout or a cancellation the connection may be mid-statement or
-    gone, so it is discarded; after an ordinary error (a domain error, a refused value)
-    only the transaction, if any, is rolled back.
-    """
-    if isinstance(error, Exception) and not isinstance(translate(error), DatabaseUnavailable):
-        if not transactional:
-            return
-        try:
-            await raw.execute("ROLLBACK")
-            return
-        except Exception:  # noqa: S110 -- the connection is discarded just below
-            pass
-    await pooled.invalidate()
-
-
-async def ping(engine: AsyncEngine) -> None:
-    """Return when the database answers `SELECT 1`; raise DatabaseUnavailable when it cannot."""
-    async with connect(engine) as conn:
-        await conn.fetchval("SELECT 1")

@@ -9,10 +9,9 @@ from dataclasses import dataclass, field
 from functools import partial
 
 from aiodataloader import DataLoader
-from sqlalchemy.ext.asyncio import AsyncEngine
 
-from db import engine as db_engine
 from db import tasks as task_queries
+from db.engine import Database, RowScope
 from db.errors import DatabaseRejectedInput, DatabaseUnavailable
 from db.statements import Connection
 from db.tasks import Task
@@ -34,7 +33,7 @@ class RowSecurityConfig:
 class Context:
     """Everything an operation needs about the request it serves."""
 
-    engine: AsyncEngine
+    database: Database
     principal: Principal | None
     request_id: str = "-"
     row_security: RowSecurityConfig = field(default_factory=RowSecurityConfig)
@@ -70,9 +69,9 @@ class Context:
         """A connection for one operation, with storage failures turned into domain errors."""
         scope = None
         if self.row_security.enabled:
-            scope = db_engine.RowScope(self.viewer.user_id, self.row_security.role)
+            scope = RowScope(self.viewer.user_id, self.row_security.role)
         try:
-            async with db_engine.connect(self.engine, scope) as conn:
+            async with self.database.connect(scope) as conn:
                 yield conn
         except DatabaseUnavailable as error:
             if self.on_database_unavailable is not None:
@@ -90,7 +89,7 @@ class Context:
 class ContextFactory:
     """Builds each request's Context from its Authorization header; shared by both doors."""
 
-    engine: AsyncEngine
+    database: Database
     verifier: TokenVerifier
     row_security: RowSecurityConfig = field(default_factory=RowSecurityConfig)
     on_database_unavailable: Callable[[], None] | None = None
@@ -104,7 +103,7 @@ class ContextFactory:
         if principal is not None and self.rate_limiter is not None:
             self.rate_limiter.take(principal.user_id)
         return Context(
-            engine=self.engine,
+            database=self.database,
             principal=principal,
             request_id=request_id or uuid.uuid4().hex,
             row_security=self.row_security,

@@ -7,6 +7,7 @@ import) so that every worker writes its samples there and any worker can answer 
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 from typing import Any, Final
 
@@ -20,11 +21,11 @@ from prometheus_client import (
     generate_latest,
     multiprocess,
 )
-from sqlalchemy import event
-from sqlalchemy.ext.asyncio import AsyncEngine
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
+
+from db.engine import Database
 
 _LABELS = ("route", "operation", "method", "status")
 # Client-chosen strings become label values only from a bounded set, so no client can grow the
@@ -99,21 +100,25 @@ class RequestMetrics:
 REQUEST_METRICS = RequestMetrics()
 
 
-def watch_pool(engine: AsyncEngine) -> None:
-    """Keep the pool gauges current from the engine's checkout and checkin events."""
-    pool = engine.sync_engine.pool
+def watch_pool(database: Database, *, every_seconds: float = 1.0) -> asyncio.Task[None]:
+    """Keep the pool gauges current by sampling the pool; cancel the task to stop.
 
-    def on_checkout(*_: object) -> None:
-        POOL_IN_USE.set(pool.checkedout())  # type: ignore[attr-defined]
-        POOL_IDLE.set(pool.checkedin())  # type: ignore[attr-defined]
+    Sampling costs nothing per request, and gauges set by this process also add up across
+    workers in multiprocess mode.
+    """
 
-    def on_checkin(*_: object) -> None:
-        # The event fires before the pool takes the connection back.
-        POOL_IN_USE.set(pool.checkedout() - 1)  # type: ignore[attr-defined]
-        POOL_IDLE.set(pool.checkedin() + 1)  # type: ignore[attr-defined]
+    async def sample() -> None:
+        while True:
+            _sample_pool(database)
+            await asyncio.sleep(every_seconds)
 
-    event.listen(engine.sync_engine, "checkout", on_checkout)
-    event.listen(engine.sync_engine, "checkin", on_checkin)
+    return asyncio.create_task(sample(), name="pool-gauges")
+
+
+def _sample_pool(database: Database) -> None:
+    idle = database.idle
+    POOL_IN_USE.set(database.size - idle)
+    POOL_IDLE.set(idle)
 
 
 def database_unavailable() -> None:
@@ -145,6 +150,8 @@ def routes(multiprocess_dir: Path | None) -> list[Route]:
         multiprocess.MultiProcessCollector(registry, path=str(multiprocess_dir))  # type: ignore[no-untyped-call]
 
     async def serve(request: Request) -> Response:
+        # This worker's gauges exactly as of now; other workers' as of their last sample.
+        _sample_pool(request.state.database)
         return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
 
     return [Route("/metrics", serve, methods=["GET"])]

@@ -125,7 +125,7 @@ async def app_client(settings: main.Settings) -> AsyncIterator[httpx.AsyncClient
 async def running_app(
     settings: main.Settings,
 ) -> AsyncIterator[tuple[httpx.AsyncClient, dict[str, Any]]]:
-    """A client for the app, and the lifespan state (engine, ...) its requests receive."""
+    """A client for the app, and the lifespan state (database, ...) its requests receive."""
     app = main.create_app(settings)
     async with app.router.lifespan_context(app) as state:
 

@@ -21,7 +21,7 @@ Headers = Callable[[str], dict[str, str]]
 @pytest.fixture
 async def busy_client(clean_database: str) -> AsyncIterator[httpx.AsyncClient]:
     """The app with a pool large enough that requests really run side by side in PostgreSQL."""
-    settings = make_settings(clean_database, DB_POOL_SIZE="25", DB_MAX_OVERFLOW="25")
+    settings = make_settings(clean_database, DB_POOL_SIZE="50")
     async with app_client(settings) as http:
         yield http
 

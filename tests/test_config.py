@@ -50,7 +50,7 @@ def test_defaults() -> None:
 
     assert settings.database_url == settings.migration_url == DATABASE_URL
     assert (settings.host, settings.port, settings.workers) == ("127.0.0.1", 8000, 1)
-    assert (settings.pool_size, settings.max_overflow) == (20, 0)
+    assert (settings.pool_size, settings.pool_timeout) == (20, 5.0)
     assert (settings.connect_timeout, settings.statement_timeout) == (5.0, 5.0)
     assert settings.pooler is None
     assert settings.graphiql is True
@@ -71,7 +71,7 @@ def test_every_variable_is_read() -> None:
             "JWT_ISSUER": "https://app.example.com",
             "JWT_AUDIENCE": "https://app.example.com",
             "DB_POOL_SIZE": "3",
-            "DB_MAX_OVERFLOW": "0",
+            "DB_POOL_TIMEOUT": "2",
             "DB_CONNECT_TIMEOUT": "1.5",
             "DB_STATEMENT_TIMEOUT": "30",
             "DB_POOLER": "true",
@@ -90,7 +90,11 @@ def test_every_variable_is_read() -> None:
     )
     assert (settings.pooler, settings.graphiql, settings.log_level) == (True, False, "DEBUG")
     database = settings.database(DATABASE_URL)
-    assert (database.url, database.pool_size, database.max_overflow) == (DATABASE_URL, 3, 0)
+    assert (database.url, database.pool_size, database.pool_timeout_seconds) == (
+        DATABASE_URL,
+        3,
+        2.0,
+    )
     assert (database.connect_timeout_seconds, database.statement_timeout_seconds) == (1.5, 30.0)
     assert database.pooler is True
 
@@ -101,7 +105,7 @@ def test_every_variable_is_read() -> None:
         ("PORT", "eighty"),
         ("WORKERS", "2.5"),
         ("DB_POOL_SIZE", "ten"),
-        ("DB_MAX_OVERFLOW", "1e3"),
+        ("DB_POOL_TIMEOUT", "soon"),
         ("DB_CONNECT_TIMEOUT", "5s"),
         ("DB_STATEMENT_TIMEOUT", "fast"),
     ],
@@ -121,7 +125,7 @@ def test_a_bad_number_names_its_variable(variable: str, value: str) -> None:
         ("PORT", "65536"),
         ("WORKERS", "0"),
         ("DB_POOL_SIZE", "0"),
-        ("DB_MAX_OVERFLOW", "-1"),
+        ("DB_POOL_TIMEOUT", "0"),
         ("DB_CONNECT_TIMEOUT", "0"),
         ("DB_CONNECT_TIMEOUT", "nan"),
         ("DB_STATEMENT_TIMEOUT", "-5"),
@@ -150,14 +154,14 @@ def test_the_smallest_allowed_numbers_are_accepted() -> None:
             "PORT": "65535",
             "WORKERS": "1",
             "DB_POOL_SIZE": "1",
-            "DB_MAX_OVERFLOW": "0",
+            "DB_POOL_TIMEOUT": "0.1",
             "DB_CONNECT_TIMEOUT": "0.1",
             "MAX_BODY_BYTES": "1",
             "GRAPHQL_MAX_DEPTH": "1",
         }
     )
 
-    assert (settings.port, settings.pool_size, settings.max_overflow) == (65535, 1, 0)
+    assert (settings.port, settings.pool_size, settings.pool_timeout) == (65535, 1, 0.1)
     assert (settings.connect_timeout, settings.max_body_bytes) == (0.1, 1)
     assert settings.graphql.max_depth == 1
 

@@ -6,9 +6,8 @@ from collections.abc import AsyncIterator
 
 import asyncpg
 import pytest
-from sqlalchemy.ext.asyncio import AsyncEngine
 
-from db.engine import DatabaseConfig, RowScope, connect, create_engine
+from db.engine import Database, DatabaseConfig, RowScope
 from resolvers.auth import Principal
 from resolvers.context import Context, RowSecurityConfig
 
@@ -16,7 +15,7 @@ APP_ROLE = "taskql_app"
 
 
 @pytest.fixture
-async def engine(clean_database: str) -> AsyncIterator[AsyncEngine]:
+async def database(clean_database: str) -> AsyncIterator[Database]:
     """The tasks of alice (two) and bob (one), written by the superuser, who bypasses RLS."""
     conn = await asyncpg.connect(clean_database)
     try:
@@ -26,22 +25,22 @@ async def engine(clean_database: str) -> AsyncIterator[AsyncEngine]:
         )
     finally:
         await conn.close()
-    engine = create_engine(DatabaseConfig(url=clean_database))
-    yield engine
-    await engine.dispose()
+    database = await Database.open(DatabaseConfig(url=clean_database))
+    yield database
+    await database.close()
 
 
-def alice_context(engine: AsyncEngine, *, enabled: bool = True) -> Context:
+def alice_context(database: Database, *, enabled: bool = True) -> Context:
     return Context(
-        engine=engine,
+        database=database,
         principal=Principal("alice"),
         row_security=RowSecurityConfig(enabled=enabled),
     )
 
 
-async def test_the_apps_connection_sees_only_the_viewers_rows(engine: AsyncEngine) -> None:
+async def test_the_apps_connection_sees_only_the_viewers_rows(database: Database) -> None:
     # Every statement here forgets the owner filter on purpose.
-    async with alice_context(engine).connection() as conn:
+    async with alice_context(database).connection() as conn:
         assert await conn.fetchval("SELECT current_user") == APP_ROLE
         titles = [row["title"] for row in await conn.fetch("SELECT title FROM tasks ORDER BY id")]
         assert titles == ["alice 1", "alice 2"]
@@ -49,7 +48,7 @@ async def test_the_apps_connection_sees_only_the_viewers_rows(engine: AsyncEngin
         assert await conn.execute("UPDATE tasks SET title = 'mine now'") == "UPDATE 2"
         deleted = await conn.fetch("DELETE FROM tasks RETURNING owner_id")
         assert {row["owner_id"] for row in deleted} == {"alice"}
-    async with connect(engine) as conn:
+    async with database.connect() as conn:
         assert await conn.fetchval("SELECT title FROM tasks") == "bob secret"
 
 
@@ -61,26 +60,26 @@ async def test_the_apps_connection_sees_only_the_viewers_rows(engine: AsyncEngin
     ],
 )
 async def test_writing_a_row_for_someone_else_is_refused(
-    engine: AsyncEngine, statement: str
+    database: Database, statement: str
 ) -> None:
     with pytest.raises(asyncpg.exceptions.InsufficientPrivilegeError, match="row-level security"):
-        async with alice_context(engine).connection() as conn:
+        async with alice_context(database).connection() as conn:
             await conn.execute(statement)
 
 
-async def test_without_an_owner_the_role_sees_nothing(engine: AsyncEngine) -> None:
-    async with connect(engine) as conn:
+async def test_without_an_owner_the_role_sees_nothing(database: Database) -> None:
+    async with database.connect() as conn:
         await conn.execute(f"SET ROLE {APP_ROLE}")
         assert await conn.fetchval("SELECT count(*) FROM tasks") == 0
         await conn.execute("RESET ROLE")
 
 
-async def test_the_owner_setting_ends_with_its_transaction(engine: AsyncEngine) -> None:
-    async with connect(engine, RowScope("alice", APP_ROLE)) as conn:
+async def test_the_owner_setting_ends_with_its_transaction(database: Database) -> None:
+    async with database.connect(RowScope("alice", APP_ROLE)) as conn:
         assert await conn.fetchval("SELECT count(*) FROM tasks") == 2
         connection_id = await conn.fetchval("SELECT pg_backend_pid()")
     # The same pooled connection, used next without a scope.
-    async with connect(engine) as conn:
+    async with database.connect() as conn:
         assert await conn.fetchval("SELECT pg_backend_pid()") == connection_id
         assert await conn.fetchval("SELECT current_setting('app.user_id', true)") in ("", None)
         assert await conn.fetchval("SELECT current_user") != APP_ROLE
@@ -89,17 +88,17 @@ async def test_the_owner_setting_ends_with_its_transaction(engine: AsyncEngine) 
 @pytest.mark.parametrize(
     "owner_id", ["o'brien", "back\\slash", "'); DROP TABLE tasks; --", "Zoë Ω"]
 )
-async def test_any_owner_id_is_set_literally(engine: AsyncEngine, owner_id: str) -> None:
+async def test_any_owner_id_is_set_literally(database: Database, owner_id: str) -> None:
     # The owner travels as a literal in the BEGIN round trip: it must arrive unchanged.
-    async with connect(engine, RowScope(owner_id, APP_ROLE)) as conn:
+    async with database.connect(RowScope(owner_id, APP_ROLE)) as conn:
         assert await conn.fetchval("SELECT current_setting('app.user_id')") == owner_id
         assert await conn.fetchval("SELECT count(*) FROM tasks") == 0
-    async with connect(engine) as conn:
+    async with database.connect() as conn:
         assert await conn.fetchval("SELECT count(*) FROM tasks") == 3
 
 
-async def test_the_app_role_cannot_bypass_row_security(engine: AsyncEngine) -> None:
-    async with connect(engine) as conn:
+async def test_the_app_role_cannot_bypass_row_security(database: Database) -> None:
+    async with database.connect() as conn:
         row = await conn.fetchrow(
             "SELECT rolsuper, rolbypassrls, rolcanlogin FROM pg_roles WHERE rolname = $1",
             APP_ROLE,
@@ -112,8 +111,8 @@ async def test_the_app_role_cannot_bypass_row_security(engine: AsyncEngine) -> N
         assert forced is True
 
 
-async def test_disabled_row_security_uses_autocommit(engine: AsyncEngine) -> None:
-    async with alice_context(engine, enabled=False).connection() as conn:
+async def test_disabled_row_security_uses_autocommit(database: Database) -> None:
+    async with alice_context(database, enabled=False).connection() as conn:
         assert await conn.fetchval("SELECT current_user") != APP_ROLE
         assert not conn.is_in_transaction()
         # The superuser login bypasses RLS: only the queries' own owner filter protects data.

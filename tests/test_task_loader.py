@@ -7,7 +7,6 @@ from typing import Any
 
 import httpx
 import pytest
-from sqlalchemy import event
 
 import main
 from tests.conftest import running_app
@@ -34,22 +33,9 @@ class StatementLog:
 async def app(settings: main.Settings) -> AsyncIterator[tuple[httpx.AsyncClient, StatementLog]]:
     async with running_app(settings) as (http, state):
         log = StatementLog()
-        engine = state["engine"].sync_engine
-
-        # asyncpg's own query log, on each connection while the app holds it.
-        def watch(dbapi_connection: Any, *_: Any) -> None:
-            dbapi_connection.driver_connection.add_query_logger(log)
-
-        def unwatch(dbapi_connection: Any, *_: Any) -> None:
-            dbapi_connection.driver_connection.remove_query_logger(log)
-
-        event.listen(engine, "checkout", watch)
-        event.listen(engine, "checkin", unwatch)
-        try:
-            yield http, log
-        finally:
-            event.remove(engine, "checkout", watch)
-            event.remove(engine, "checkin", unwatch)
+        # asyncpg's own query log: every statement the app's pool sends.
+        state["database"].log_statements(log)
+        yield http, log
 
 
 def aliased_lookups(ids: list[int]) -> str:

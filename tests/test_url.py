@@ -11,7 +11,7 @@ import asyncpg
 import pytest
 from sqlalchemy.engine import make_url
 
-from db.engine import DatabaseConfig, connect, create_engine
+from db.engine import Database, DatabaseConfig, create_engine
 from db.url import is_pooler_host, translate_url
 
 NEON = (
@@ -135,12 +135,12 @@ def _with_query(url: str, **params: str) -> str:
 
 @asynccontextmanager
 async def _connection(config: DatabaseConfig) -> AsyncIterator[asyncpg.Connection]:
-    engine = create_engine(config)
+    database = await Database.open(config)
     try:
-        async with connect(engine) as conn:
+        async with database.connect() as conn:
             yield conn
     finally:
-        await engine.dispose()
+        await database.close()
 
 
 async def test_libpq_parameters_connect_to_a_real_server(admin_database_url: str) -> None:
