@@ -29,5 +29,8 @@ migrate: $(STAMP)
 token: $(STAMP)
 	$(BIN)/python main.py token $(USER_ID)
 
+bench: $(STAMP)
+	$(BIN)/python bench/run.py $(BENCH_ARGS)
+
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
