@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -100,8 +101,15 @@ class Database:
     left open; sessions carry no state of ours, so its RESET round trip is skipped.
     """
 
-    def __init__(self, pool: asyncpg.Pool, *, pooled: bool, acquire_timeout: float) -> None:
+    def __init__(
+        self, pool: asyncpg.Pool, *, size: int, pooled: bool, acquire_timeout: float
+    ) -> None:
         self._pool = pool
+        # asyncpg's pool queues waiters in an asyncio.Queue, where a task that asks just as a
+        # connection comes back takes it ahead of those already waiting, who then re-queue at
+        # the back: under saturation some requests starve into the timeout. This semaphore
+        # serves waiters first come, first served.
+        self._turns = asyncio.Semaphore(size)
         self._pooled = pooled
         self._acquire_timeout = acquire_timeout
         self._statement_loggers: list[StatementLogger] = []
@@ -118,7 +126,12 @@ class Database:
             reset=_keep_session,
             **target.connect_args,
         )
-        return cls(pool, pooled=target.pooled, acquire_timeout=config.pool_timeout_seconds)
+        return cls(
+            pool,
+            size=config.pool_size,
+            pooled=target.pooled,
+            acquire_timeout=config.pool_timeout_seconds,
+        )
 
     async def close(self) -> None:
         await self._pool.close()
@@ -150,7 +163,7 @@ class Database:
         """
         transactional = scope is not None or self._pooled
         try:
-            async with self._pool.acquire(timeout=self._acquire_timeout) as conn:
+            async with self._turn(), self._pool.acquire() as conn:
                 for logger in self._statement_loggers:
                     conn.add_query_logger(logger)
                 try:
@@ -170,6 +183,16 @@ class Database:
             if translated is error:
                 raise
             raise translated from error
+
+    @asynccontextmanager
+    async def _turn(self) -> AsyncIterator[None]:
+        """Wait, in arrival order and at most the pool timeout, until a connection is free."""
+        async with asyncio.timeout(self._acquire_timeout):
+            await self._turns.acquire()
+        try:
+            yield
+        finally:
+            self._turns.release()
 
     async def ping(self) -> None:
         """Return when the database answers `SELECT 1`; raise DatabaseUnavailable if not."""
