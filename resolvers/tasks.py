@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any, NoReturn
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any, NoReturn, TypeVar
 
 from db import tasks as task_queries
 from db.statements import Connection
@@ -131,57 +131,67 @@ async def update_task(
     expected_version: int | None = None,
 ) -> Task:
     """Set the fields present in `data`; absent fields keep their value."""
-    owner_id = ctx.viewer.user_id
     changes = validate_task_changes(data)
-    task_id = _checked_id(task_id)
-    async with ctx.connection() as conn:
-        if not changes:
-            task = await task_queries.select_task(conn, owner_id=owner_id, task_id=task_id)
-            if task is None:
-                raise TaskNotFound(task_id)
-            _check_version(task, expected_version)
-            return task
-        if _never_matches(expected_version):
-            await _explain_miss(conn, owner_id, task_id, expected_version)
-        updated = await task_queries.update_task(
+    if not changes:
+        # Nothing to write: the task as it is, under the same rules as a write.
+        task = await get_task(ctx, task_id=task_id)
+        _check_version(task, expected_version)
+        return task
+
+    async def update(conn: Connection, owner_id: str, checked_id: int) -> Task | None:
+        return await task_queries.update_task(
             conn,
             owner_id=owner_id,
-            task_id=task_id,
+            task_id=checked_id,
             changes=changes,
             expected_version=expected_version,
         )
-        if updated is None:
-            await _explain_miss(conn, owner_id, task_id, expected_version)
-        return updated
+
+    return await _write(ctx, task_id, expected_version, update)
 
 
 async def toggle_task(ctx: Context, *, task_id: int, expected_version: int | None = None) -> Task:
     """Flip the viewer's task between done and not done."""
-    owner_id = ctx.viewer.user_id
-    task_id = _checked_id(task_id)
-    async with ctx.connection() as conn:
-        if _never_matches(expected_version):
-            await _explain_miss(conn, owner_id, task_id, expected_version)
-        toggled = await task_queries.toggle_task(
-            conn, owner_id=owner_id, task_id=task_id, expected_version=expected_version
+
+    async def toggle(conn: Connection, owner_id: str, checked_id: int) -> Task | None:
+        return await task_queries.toggle_task(
+            conn, owner_id=owner_id, task_id=checked_id, expected_version=expected_version
         )
-        if toggled is None:
-            await _explain_miss(conn, owner_id, task_id, expected_version)
-        return toggled
+
+    return await _write(ctx, task_id, expected_version, toggle)
 
 
 async def delete_task(ctx: Context, *, task_id: int, expected_version: int | None = None) -> None:
     """Delete the viewer's task."""
+
+    async def delete(conn: Connection, owner_id: str, checked_id: int) -> bool | None:
+        deleted = await task_queries.delete_task(
+            conn, owner_id=owner_id, task_id=checked_id, expected_version=expected_version
+        )
+        return deleted or None
+
+    await _write(ctx, task_id, expected_version, delete)
+
+
+Written = TypeVar("Written")
+
+
+async def _write(
+    ctx: Context,
+    task_id: int,
+    expected_version: int | None,
+    write: Callable[[Connection, str, int], Awaitable[Written | None]],
+) -> Written:
+    """Run one atomic conditional write on the viewer's task; explain it if it matched nothing."""
     owner_id = ctx.viewer.user_id
-    task_id = _checked_id(task_id)
+    checked_id = _checked_id(task_id)
     async with ctx.connection() as conn:
         if _never_matches(expected_version):
-            await _explain_miss(conn, owner_id, task_id, expected_version)
-        deleted = await task_queries.delete_task(
-            conn, owner_id=owner_id, task_id=task_id, expected_version=expected_version
-        )
-        if not deleted:
-            await _explain_miss(conn, owner_id, task_id, expected_version)
+            await _explain_miss(conn, owner_id, checked_id, expected_version)
+        written = await write(conn, owner_id, checked_id)
+        if written is None:
+            await _explain_miss(conn, owner_id, checked_id, expected_version)
+        return written
 
 
 def _check_version(task: Task, expected_version: int | None) -> None:
