@@ -120,6 +120,13 @@ SETTINGS = (
         "Largest GraphQL document in bytes, refused before parsing.",
     ),
     Setting(
+        "GRAPHQL_COMPILED",
+        "true",
+        "Run the queries and mutations it covers through plans compiled once per document, "
+        "which give the same responses several times faster; `false`: always the standard "
+        "executor.",
+    ),
+    Setting(
         "CORS_ORIGINS",
         None,
         "Comma-separated browser origins allowed to call the API, e.g. "
@@ -282,6 +289,7 @@ def read_settings(env: Mapping[str, str]) -> Settings:
             max_tokens=number("GRAPHQL_MAX_TOKENS", int),
             max_bytes=number("GRAPHQL_MAX_BYTES", int),
             introspection=bool(flag("GRAPHQL_INTROSPECTION")),
+            compiled=bool(flag("GRAPHQL_COMPILED")),
         ),
         cors_origins=tuple(
             origin.strip() for origin in (get("CORS_ORIGINS") or "").split(",") if origin.strip()
