@@ -136,7 +136,8 @@ class CompiledOperations:
             return None
         try:
             plan = self.plan(query, operation_name)
-        except (GraphQLError, RecursionError):
+        # Whatever the parser refuses, the standard path reports in its own words.
+        except Exception:
             return None
         if plan is None or plan.operation_type not in allowed:
             return None
