@@ -12,6 +12,7 @@ from strawberry.types import ExecutionContext
 from schema.documents import CachedDocuments, cached_parser, cached_validator
 from schema.extensions import AuthenticationGate, ErrorCodes
 from schema.mutation import Mutation
+from schema.plans import CompiledOperations
 from schema.query import Query
 
 
@@ -25,12 +26,17 @@ class GraphQLConfig:
     max_bytes: int = 100_000
     # Off also hides "Did you mean ...?" suggestions, which would reveal the schema anyway.
     introspection: bool = True
+    # Run covered operations through compiled plans (schema/plans.py) instead of the executor.
+    compiled: bool = True
 
 
 DEFAULT_CONFIG = GraphQLConfig()
 
 
 class TaskSchema(strawberry.Schema):
+    # Set by build_schema when compiled plans are on; the endpoint tries them first.
+    compiled: CompiledOperations | None = None
+
     def __init__(self, *, hide_suggestions: bool, **options: Any) -> None:
         super().__init__(**options)
         self.hide_suggestions = hide_suggestions
@@ -57,7 +63,7 @@ def build_schema(config: GraphQLConfig = DEFAULT_CONFIG) -> strawberry.Schema:
         max_aliases=config.max_aliases,
         introspection=config.introspection,
     )
-    return TaskSchema(
+    schema = TaskSchema(
         query=Query,
         mutation=Mutation,
         hide_suggestions=not config.introspection,
@@ -71,3 +77,11 @@ def build_schema(config: GraphQLConfig = DEFAULT_CONFIG) -> strawberry.Schema:
             ErrorCodes,
         ],
     )
+    if config.compiled:
+        schema.compiled = CompiledOperations(
+            schema._schema,
+            parse_document=parse_document,
+            validate_document=validate_document,
+            hide_suggestions=schema.hide_suggestions,
+        )
+    return schema

@@ -65,10 +65,11 @@ class ErrorCodes(SchemaExtension):
             return
         context = self.execution_context.context
         request_id = context.request_id if isinstance(context, Context) else "-"
-        result.errors = [_with_code(error, request_id) for error in result.errors]
+        result.errors = [coded_error(error, request_id) for error in result.errors]
 
 
-def _with_code(error: GraphQLError, request_id: str) -> GraphQLError:
+def coded_error(error: GraphQLError, request_id: str) -> GraphQLError:
+    """The error as clients see it: with its code, or masked and logged when unexpected."""
     original = error.original_error
     if isinstance(original, AppError):
         extensions = {**(error.extensions or {}), "code": original.code}
