@@ -48,6 +48,7 @@ class Scenario:
     floor: bool  # whether the floor app serves the same requests
     connections: int | None = None  # None: --connections
     think_ms: int = 0
+    think: str = "jitter"  # or "lockstep" (see scenario.lua)
 
 
 SCENARIOS = [
@@ -58,7 +59,19 @@ SCENARIOS = [
     Scenario("rest_toggle", "REST toggle", floor=True),
     Scenario("mix", "mix: 70% list, 10% create, 10% toggle, 5% update, 5% delete", floor=False),
     Scenario(
-        "mix", "1,000 users, 1 s think time (mix)", floor=False, connections=1000, think_ms=1000
+        "mix",
+        "1,000 users, think time 0.5-1.5 s (mix)",
+        floor=False,
+        connections=1000,
+        think_ms=1000,
+    ),
+    Scenario(
+        "mix",
+        "1,000 users in lockstep, think time 1 s (mix, one burst a second)",
+        floor=False,
+        connections=1000,
+        think_ms=1000,
+        think="lockstep",
     ),
     Scenario(
         "mix", "saturation: 1,000 connections, no think time (mix)", floor=False, connections=1000
@@ -223,10 +236,60 @@ class RssSampler:
         return max(self.peak.values(), default=0) / 2**20
 
 
+def soak(port: int, process: psutil.Process, seconds: int, connections: int, data: Path) -> str:
+    """The mix for `seconds`; each worker's RSS after the first fifth (warm) and at the end."""
+    env = {**os.environ, "SCENARIO": "mix", "BENCH_DATA": str(data), "THINK_MS": "0"}
+    command = [
+        "wrk", "-t2", f"-c{connections}", f"-d{seconds}s", "--timeout", "10s",
+        "-s", str(PROJECT / "bench" / "scenario.lua"), f"http://127.0.0.1:{port}",
+    ]  # fmt: skip
+    load = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, text=True)
+    warm: dict[int, int] = {}
+    last: dict[int, int] = {}
+    started = time.monotonic()
+    while load.poll() is None:
+        for child in process.children(recursive=True):
+            try:
+                rss = child.memory_info().rss
+            except psutil.Error:
+                continue
+            last[child.pid] = rss
+            if time.monotonic() - started >= seconds / 5:
+                warm.setdefault(child.pid, rss)
+        time.sleep(2)
+    output = load.communicate()[0]
+    result = json.loads(next(ln for ln in output.splitlines() if ln.startswith("RESULT "))[7:])
+    lines = [
+        f"soak: mix for {seconds} s on {connections} connections, "
+        f"{result['requests'] / (result['duration_us'] / 1e6):,.0f} req/s, "
+        f"{result['non2xx']} non-2xx",
+        "",
+        "| worker | RSS after warm-up MB | RSS at end MB | change |",
+        "|---|---|---|---|",
+    ]
+    for pid in sorted(warm):
+        before, after = warm[pid] / 2**20, last[pid] / 2**20
+        lines.append(f"| {pid} | {before:.1f} | {after:.1f} | {100 * (after / before - 1):+.1f}% |")
+    return "\n".join(lines)
+
+
 def wrk(
-    port: int, scenario: str, connections: int, duration: int, think_ms: int, data: Path
+    port: int,
+    scenario: str,
+    connections: int,
+    duration: int,
+    data: Path,
+    *,
+    think_ms: int = 0,
+    think: str = "jitter",
 ) -> dict[str, int]:
-    env = {**os.environ, "SCENARIO": scenario, "BENCH_DATA": str(data), "THINK_MS": str(think_ms)}
+    env = {
+        **os.environ,
+        "SCENARIO": scenario,
+        "BENCH_DATA": str(data),
+        "THINK_MS": str(think_ms),
+        "THINK": think,
+    }
     command = [
         "wrk",
         "-t2",
@@ -254,7 +317,13 @@ def measure(
     connections = scenario.connections or args.connections
     with RssSampler(process) as rss:
         result = wrk(
-            port, wrk_scenario or scenario.name, connections, args.duration, scenario.think_ms, data
+            port,
+            wrk_scenario or scenario.name,
+            connections,
+            args.duration,
+            data,
+            think_ms=scenario.think_ms,
+            think=scenario.think,
         )
     seconds = result["duration_us"] / 1e6
     return Run(
@@ -314,6 +383,13 @@ def main() -> int:
     parser.add_argument("--duration", type=int, default=10, help="seconds per run")
     parser.add_argument("--rounds", type=int, default=3, help="runs per scenario and app")
     parser.add_argument("--only", nargs="*", help="scenario descriptions containing these words")
+    parser.add_argument(
+        "--soak",
+        type=int,
+        default=0,
+        metavar="SECONDS",
+        help="after the scenarios, run the mix this long and report RSS growth per worker",
+    )
     parser.add_argument(
         "--api-env",
         nargs="*",
@@ -378,7 +454,10 @@ def main() -> int:
                         file=sys.stderr,
                         flush=True,
                     )
+            soaked = soak(api_port, api, args.soak, args.connections, data) if args.soak else ""
     print(report(rows, args))
+    if soaked:
+        print("\n" + soaked)
     return 0
 
 

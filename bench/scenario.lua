@@ -3,6 +3,10 @@
 local scenario = os.getenv("SCENARIO") or "rest_list"
 local data = dofile(os.getenv("BENCH_DATA"))
 local think_ms = tonumber(os.getenv("THINK_MS") or "0")
+-- "lockstep": every connection waits exactly THINK_MS, so the 1,000 connections wrk opens
+-- together stay in step and arrive as one burst per period; "jitter": each wait is uniform
+-- in [0.5, 1.5] x THINK_MS (the same mean), the way independent users arrive.
+local think = os.getenv("THINK") or "jitter"
 
 local readers, writers = data.readers, data.writers
 local list_query = '{"query":"{ tasks(first: 20) { nodes { id title description completed dueDate createdAt } } }"}'
@@ -24,6 +28,7 @@ end
 
 function init(args)
   counter = thread_id * 7919
+  math.randomseed(thread_id * 104729 + os.time())
   thread_writer = writers[(thread_id % #writers) + 1]
 end
 
@@ -92,7 +97,11 @@ local builders = {
 request = builders[scenario]
 
 if think_ms > 0 then
-  function delay() return think_ms end
+  if think == "lockstep" then
+    function delay() return think_ms end
+  else
+    function delay() return math.floor(think_ms * (0.5 + math.random())) end
+  end
 end
 
 if scenario == "mix" then
