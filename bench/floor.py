@@ -78,9 +78,15 @@ async def healthz(request: Request) -> Response:
     return _json({"status": "ok"})
 
 
+async def _no_reset(conn: asyncpg.Connection) -> None:
+    """Like the API's pool: no session state to reset, so no RESET ALL round trip."""
+
+
 @asynccontextmanager
 async def lifespan(app: Starlette) -> AsyncIterator[dict[str, Any]]:
-    pool = await asyncpg.create_pool(os.environ["DATABASE_URL"], min_size=2, max_size=20)
+    pool = await asyncpg.create_pool(
+        os.environ["DATABASE_URL"], min_size=2, max_size=20, reset=_no_reset
+    )
     try:
         yield {"pool": pool}
     finally:
