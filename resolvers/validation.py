@@ -127,10 +127,15 @@ def _at_most(value: str, max_length: int) -> str:
     return value
 
 
+# What a title is trimmed of: the characters str.strip() removes, named one by one so that
+# the OpenAPI document can state the same set (`\s` differs between regex dialects).
+TITLE_WHITESPACE = "".join(chr(code) for code in range(0x3001) if chr(code).isspace())
+
+
 def _title(value: Any) -> str:
     if value is None:
         raise _Invalid("must not be null", "string_type")
-    title = _text(value).strip()
+    title = _text(value).strip(TITLE_WHITESPACE)
     if not title:
         raise _Invalid("must not be blank", "string_too_short")
     return _at_most(title, TITLE_MAX_LENGTH)

@@ -10,6 +10,7 @@ from starlette.routing import Route
 
 from db.tables import DESCRIPTION_MAX_LENGTH, TITLE_MAX_LENGTH
 from resolvers.pagination import MAX_PAGE_SIZE
+from resolvers.validation import TITLE_WHITESPACE
 from rest_compat.bodies import json_response
 from rest_compat.listing import MAX_OFFSET, SORTS
 from rest_compat.routes import IF_MATCH_PATTERN
@@ -19,11 +20,23 @@ _DATETIME = {"type": "string", "format": "date-time"}
 _NULLABLE_DATETIME = {"anyOf": [_DATETIME, {"type": "null"}]}
 # Text is stored in PostgreSQL, which cannot hold NUL; a title is trimmed and must not be blank.
 _NO_NUL = r"^[^\u0000]*$"
+# The whitespace a title is trimmed of, spelled out: `\s` means different sets in different
+# regex dialects (ECMAScript's, which JSON Schema names, and Python's).
+_SPACE = "".join(f"\\u{ord(char):04x}" for char in TITLE_WHITESPACE)
 _TITLE = {
     "type": "string",
     "minLength": 1,
     "maxLength": TITLE_MAX_LENGTH,
-    "pattern": r"^[^\u0000]*[^\s\u0000][^\u0000]*$",
+    "pattern": rf"^[^\u0000]*[^{_SPACE}\u0000][^\u0000]*$",
+}
+# A title sent in may carry whitespace around it: it is trimmed, then 1-255 characters long.
+_TITLE_INPUT = {
+    "type": "string",
+    "description": f"Trimmed of surrounding whitespace, then 1-{TITLE_MAX_LENGTH} characters.",
+    "pattern": (
+        rf"^[{_SPACE}]*[^{_SPACE}\u0000]"
+        rf"(?:[^\u0000]{{0,{TITLE_MAX_LENGTH - 2}}}[^{_SPACE}\u0000])?[{_SPACE}]*$"
+    ),
 }
 _DESCRIPTION = {"type": "string", "maxLength": DESCRIPTION_MAX_LENGTH, "pattern": _NO_NUL}
 
@@ -233,7 +246,7 @@ def openapi_document() -> dict[str, Any]:
                     "type": "object",
                     "required": ["title"],
                     "properties": {
-                        "title": _TITLE,
+                        "title": _TITLE_INPUT,
                         "description": {"anyOf": [_DESCRIPTION, {"type": "null"}]},
                         "due_date": _NULLABLE_DATETIME,
                         "completed": {"type": "boolean"},
@@ -242,7 +255,7 @@ def openapi_document() -> dict[str, Any]:
                 "TaskUpdate": {
                     "type": "object",
                     "properties": {
-                        "title": _TITLE,
+                        "title": _TITLE_INPUT,
                         "description": {"anyOf": [_DESCRIPTION, {"type": "null"}]},
                         "due_date": _NULLABLE_DATETIME,
                         "completed": {"type": "boolean"},
