@@ -97,8 +97,10 @@ def _task(row: Any) -> Task:
     return Task(*row)
 
 
-def _owned() -> ColumnElement[bool]:
-    return (tasks.c.owner_id == _OWNER) & (tasks.c.id == _TASK_ID)
+def _owned(*, versioned: bool = False) -> ColumnElement[bool]:
+    """The owner's task with this id, and at the expected version when `versioned`."""
+    condition = (tasks.c.owner_id == _OWNER) & (tasks.c.id == _TASK_ID)
+    return condition & (tasks.c.version == _VERSION) if versioned else condition
 
 
 def _bumped() -> dict[str, Any]:
@@ -376,26 +378,20 @@ def _matching(filter_shape: _FilterShape) -> list[ColumnElement[bool]]:
 
 @cache
 def _update_statement(columns: frozenset[str], *, versioned: bool) -> Statement:
-    query = update(tasks).where(_owned())
-    if versioned:
-        query = query.where(tasks.c.version == _VERSION)
+    query = update(tasks).where(_owned(versioned=versioned))
     values = {name: bindparam(name, type_=tasks.c[name].type) for name in sorted(columns)}
     return compiled(query.values(**values, **_bumped()).returning(*_COLUMNS))
 
 
 @cache
 def _toggle_statement(*, versioned: bool) -> Statement:
-    query = update(tasks).where(_owned())
-    if versioned:
-        query = query.where(tasks.c.version == _VERSION)
+    query = update(tasks).where(_owned(versioned=versioned))
     return compiled(query.values(completed=~tasks.c.completed, **_bumped()).returning(*_COLUMNS))
 
 
 @cache
 def _delete_statement(*, versioned: bool) -> Statement:
-    query = delete(tasks).where(_owned())
-    if versioned:
-        query = query.where(tasks.c.version == _VERSION)
+    query = delete(tasks).where(_owned(versioned=versioned))
     return compiled(query.returning(tasks.c.id))
 
 
