@@ -43,7 +43,8 @@ class BodySizeLimit:
     """Answer 413 as soon as a request body is known to exceed `max_bytes`.
 
     A declared Content-Length is checked before anything is read (the server holds the body to
-    it, so such a request needs no counting); a chunked body is counted as it arrives.
+    it, so such a request needs no counting); only a chunked body is counted as it arrives, so
+    requests without a body (every GET) pass through untouched.
     """
 
     def __init__(self, app: ASGIApp, *, max_bytes: int, graphql_path: str = "/graphql") -> None:
@@ -55,9 +56,10 @@ class BodySizeLimit:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        declared = _content_length(scope)
-        if declared is not None:
-            if declared > self.max_bytes:
+        declared, chunked = _body_framing(scope)
+        if not chunked:
+            # A declared length is held to by the server; no length and no chunking: no body.
+            if declared is not None and declared > self.max_bytes:
                 await self._refuse(scope, send)
             else:
                 await self.app(scope, receive, send)
@@ -114,12 +116,17 @@ class _BodyTooLarge(Exception):
     pass
 
 
-def _content_length(scope: Scope) -> int | None:
+def _body_framing(scope: Scope) -> tuple[int | None, bool]:
+    """The declared Content-Length, and whether the body comes chunked (only then counted)."""
+    declared = None
+    chunked = False
     for name, value in scope["headers"]:
         if name == b"content-length":
             # The server has already rejected a malformed Content-Length.
-            return int(value) if value.isdigit() else None
-    return None
+            declared = int(value) if value.isdigit() else None
+        elif name == b"transfer-encoding":
+            chunked = True
+    return declared, chunked
 
 
 class SecurityHeaders:
