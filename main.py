@@ -31,7 +31,7 @@ from db.embedded import EmbeddedPostgres, start_embedded_postgres
 from db.engine import Database, DatabaseConfig, create_engine
 from db.errors import DatabaseUnavailable
 from resolvers.auth import AuthConfig, TokenVerifier, sign_development_token
-from resolvers.context import ContextFactory, RowSecurityConfig
+from resolvers.context import ContextFactory
 from resolvers.ratelimit import RateLimitConfig, RateLimiter
 from rest_compat import docs, metrics, openapi
 from rest_compat import routes as rest_routes
@@ -143,12 +143,13 @@ SETTINGS = (
     Setting(
         "RLS",
         "true",
-        "Also enforce ownership with PostgreSQL row-level security (a transaction per operation).",
+        "Also enforce ownership with PostgreSQL row-level security, acting as DB_APP_ROLE; "
+        "false: act as the login role.",
     ),
     Setting(
         "DB_APP_ROLE",
         "taskql_app",
-        "Role each transaction acts as under RLS (created by the migrations); empty: the login "
+        "Role operations act as under RLS (created by the migrations); empty: the login "
         "role, which must then be neither superuser nor BYPASSRLS.",
     ),
     Setting("MAX_BODY_BYTES", "1048576", "Largest request body accepted; larger ones get 413."),
@@ -221,7 +222,9 @@ class Settings:
     cors_origins: tuple[str, ...]
     log_level: str
     max_body_bytes: int
-    row_security: RowSecurityConfig
+    row_security: bool
+    # The role operations act as when row_security is on; None: the login role.
+    app_role: str | None
     log_format: str
     user_hash_key: str | None
     metrics: bool
@@ -242,6 +245,7 @@ class Settings:
             connect_timeout_seconds=self.connect_timeout,
             statement_timeout_seconds=self.statement_timeout,
             pooler=self.pooler,
+            role=self.app_role if self.row_security else None,
         )
 
 
@@ -332,11 +336,9 @@ def read_settings(env: Mapping[str, str]) -> Settings:
         ),
         log_level=(get("LOG_LEVEL") or "INFO").upper(),
         max_body_bytes=integer("MAX_BODY_BYTES", 1),
-        row_security=RowSecurityConfig(
-            enabled=bool(flag("RLS")),
-            # Set but empty means "no role", which get() would read as unset.
-            role=env.get("DB_APP_ROLE", get("DB_APP_ROLE")) or None,
-        ),
+        row_security=bool(flag("RLS")),
+        # Set but empty means "no role", which get() would read as unset.
+        app_role=env.get("DB_APP_ROLE", get("DB_APP_ROLE")) or None,
         log_format=log_format,
         user_hash_key=get("USER_HASH_KEY"),
         metrics=bool(flag("METRICS")),
@@ -442,7 +444,6 @@ def create_app(settings: Settings | None = None) -> Starlette:
                     "context_factory": ContextFactory(
                         database=database,
                         verifier=verifier,
-                        row_security=settings.row_security,
                         on_database_unavailable=metrics.database_unavailable,
                         rate_limiter=rate_limiter,
                     ),

@@ -7,6 +7,7 @@ import uuid
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 import asyncpg
@@ -29,6 +30,9 @@ class DatabaseConfig:
     statement_timeout_seconds: float = 5.0
     # True behind a transaction-pooling PgBouncer (Neon's -pooler host); None: detect from host.
     pooler: bool | None = None
+    # The role operations act as, so that row-level security binds them even when the login
+    # could bypass it (a superuser, a BYPASSRLS role); None: the login role itself.
+    role: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,15 +85,6 @@ def _unique_statement_name() -> str:
     return f"__taskql_{uuid.uuid4().hex}__"
 
 
-@dataclass(frozen=True, slots=True)
-class RowScope:
-    """Whose rows an operation may see, enforced by PostgreSQL's row-level security."""
-
-    owner_id: str
-    # Acted as for the transaction, so a login that bypasses row-level security is bound too.
-    role: str | None = None
-
-
 StatementLogger = Callable[[Any], None]
 
 
@@ -98,11 +93,17 @@ class Database:
 
     asyncpg's pool replaces connections the server has closed (a restart, Neon suspending
     its compute) when they are next acquired, at no round trip, and rolls back a transaction
-    left open; sessions carry no state of ours, so its RESET round trip is skipped.
+    left open; a session's only state of ours is the role, so its RESET round trip is skipped.
     """
 
     def __init__(
-        self, pool: asyncpg.Pool, *, size: int, pooled: bool, acquire_timeout: float
+        self,
+        pool: asyncpg.Pool,
+        *,
+        size: int,
+        pooled: bool,
+        acquire_timeout: float,
+        role: str | None = None,
     ) -> None:
         self._pool = pool
         # asyncpg's pool queues waiters in an asyncio.Queue, where a task that asks just as a
@@ -110,7 +111,7 @@ class Database:
         # the back: under saturation some requests starve into the timeout. This semaphore
         # serves waiters first come, first served.
         self._turns = asyncio.Semaphore(size)
-        self._pooled = pooled
+        self._begin = _begin(role) if pooled else None
         self._acquire_timeout = acquire_timeout
         self._statement_loggers: list[StatementLogger] = []
 
@@ -118,11 +119,15 @@ class Database:
     async def open(cls, config: DatabaseConfig) -> Database:
         """A pool that connects lazily, so the process starts while the database is down."""
         target = _target(config)
+        # A direct connection takes the role for its whole session, at no cost per operation;
+        # behind a pooler each transaction takes it, as sessions are shared with others.
+        session_role = config.role if not target.pooled else None
         pool = await asyncpg.create_pool(
             target.dsn,
             min_size=0,
             max_size=config.pool_size,
             max_inactive_connection_lifetime=300,
+            init=None if session_role is None else partial(_act_as, session_role),
             reset=_keep_session,
             **target.connect_args,
         )
@@ -131,6 +136,7 @@ class Database:
             size=config.pool_size,
             pooled=target.pooled,
             acquire_timeout=config.pool_timeout_seconds,
+            role=config.role,
         )
 
     async def close(self) -> None:
@@ -151,29 +157,29 @@ class Database:
         self._statement_loggers.append(logger)
 
     @asynccontextmanager
-    async def connect(self, scope: RowScope | None = None) -> AsyncIterator[Connection]:
+    async def connect(self) -> AsyncIterator[Connection]:
         """A connection whose work is committed when the block exits.
 
-        Without a scope and without a pooler it is in autocommit mode: every task operation
-        is one statement, so each is atomic and durable when it returns, in one round trip.
-        Otherwise the operation runs in one transaction: its settings name the owner for
-        row-level security, and behind a transaction-pooling PgBouncer a transaction pins
-        one server (the driver's prepare and execute are separate round trips the pooler
-        could otherwise send to different servers). Driver errors come out translated.
+        Without a pooler it is in autocommit mode: every task operation is one statement,
+        so each is atomic and durable when it returns, in one round trip. Behind a
+        transaction-pooling PgBouncer the block is one transaction, which pins one server
+        (the driver's prepare and execute are separate round trips the pooler could
+        otherwise send to different servers) and takes the role. Driver errors come out
+        translated.
         """
-        transactional = scope is not None or self._pooled
+        begin = self._begin
         try:
             async with self._turn(), self._pool.acquire() as conn:
                 for logger in self._statement_loggers:
                     conn.add_query_logger(logger)
                 try:
-                    if transactional:
-                        await conn.execute(_begin(scope))
+                    if begin is not None:
+                        await conn.execute(begin)
                     yield conn
-                    if transactional:
+                    if begin is not None:
                         await conn.execute("COMMIT")
                 except BaseException as error:
-                    await _recover(conn, error, transactional=transactional)
+                    await _recover(conn, error, transactional=begin is not None)
                     raise
                 finally:
                     for logger in self._statement_loggers:
@@ -220,22 +226,24 @@ async def _recover(conn: Connection, error: BaseException, *, transactional: boo
 
 
 async def _keep_session(conn: Connection) -> None:
-    """Nothing to reset: settings are transaction-local, and the pool rolls back first."""
+    """Nothing to reset: the only session setting is the role, the same for every request."""
 
 
-def _begin(scope: RowScope | None) -> str:
-    """BEGIN, and the settings that name the owner, as one simple-protocol round trip.
+async def _act_as(role: str, conn: Connection) -> None:
+    """SET ROLE for the session of a new connection."""
+    await conn.execute("SELECT set_config('role', $1, false)", role)
 
-    The settings are transaction-local, so they end with it (and survive PgBouncer's
-    transaction pooling). The values are literals because a multi-statement string cannot
-    take parameters; `_literal` makes any text safe to embed.
+
+def _begin(role: str | None) -> str:
+    """BEGIN, and the role for the transaction, as one simple-protocol round trip.
+
+    The setting is transaction-local, so it ends with it, as PgBouncer's transaction
+    pooling needs. The value is a literal because a multi-statement string cannot take
+    parameters; `_literal` makes any text safe to embed.
     """
-    if scope is None:
+    if role is None:
         return "BEGIN"
-    settings = [f"set_config('app.user_id', {_literal(scope.owner_id)}, true)"]
-    if scope.role is not None:
-        settings.append(f"set_config('role', {_literal(scope.role)}, true)")
-    return "BEGIN; SELECT " + ", ".join(settings)
+    return f"BEGIN; SELECT set_config('role', {_literal(role)}, true)"
 
 
 def _literal(text: str) -> str:

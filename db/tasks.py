@@ -1,4 +1,11 @@
-"""Every SQL statement on tasks; each one is scoped to a single owner."""
+"""Every SQL statement on tasks; each one is scoped to a single owner, whom it names first.
+
+Row-level security (migration 0003) reads the owner from `app.user_id`, set with
+`set_config(..., true)` in the transaction that reads the rows. Each statement here sets it
+itself, so an operation is one statement in one round trip: reads through `as_viewer`,
+writes through the functions of migration 0004. A statement that did not set it would see
+no task at all.
+"""
 
 from __future__ import annotations
 
@@ -13,19 +20,21 @@ from sqlalchemy import (
     ColumnElement,
     Select,
     bindparam,
-    delete,
     func,
     insert,
+    literal_column,
     select,
+    true,
     tuple_,
-    update,
 )
 from sqlalchemy.dialects.postgresql import ARRAY
 
 from db.statements import Connection, Statement, compiled
 from db.tables import due_date_key, tasks
 
-UPDATABLE_COLUMNS = frozenset({"title", "description", "due_date", "completed"})
+# The columns a client writes, in the order the write functions of migration 0004 take them.
+_WRITABLE_COLUMNS = ("title", "description", "due_date", "completed")
+UPDATABLE_COLUMNS = frozenset(_WRITABLE_COLUMNS)
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,38 +101,59 @@ _OWNER = bindparam("owner_id", type_=tasks.c.owner_id.type)
 _TASK_ID = bindparam("task_id", type_=tasks.c.id.type)
 _VERSION = bindparam("expected_version", type_=tasks.c.version.type)
 
+_NO_OFFSET: ColumnElement[Any] = literal_column("0")
+# The viewer: a one-row subquery that sets the owner for row-level security and yields it.
+# OFFSET 0 keeps PostgreSQL from merging it into the statement, which would copy set_config
+# to wherever the owner is used instead of running it once, first.
+_VIEWER = (
+    select(func.set_config(literal_column("'app.user_id'"), _OWNER, true()).label("owner_id"))
+    .offset(_NO_OFFSET)
+    .subquery("viewer")
+)
+_VIEWER_OWNER = _VIEWER.c.owner_id
+
+
+def as_viewer(query: Select[Any], *, offset: ColumnElement[Any] = _NO_OFFSET) -> Select[Any]:
+    """`query`, run only once the viewer has set its owner.
+
+    It becomes a LATERAL subquery that refers to the viewer row (by checking that the row
+    names the owner, which it always does), so PostgreSQL can only run it with that row in
+    hand, after set_config. Its OFFSET (0 unless paging by offset) keeps the planner from
+    merging it into the join, where it could read tasks first. The rows keep the subquery's
+    order: there is one viewer row, so nothing reorders them.
+    """
+    scoped = query.where(_VIEWER_OWNER == _OWNER).offset(offset).lateral("scoped")
+    return select(*scoped.c).select_from(_VIEWER.join(scoped, true()))
+
 
 def _task(row: Any) -> Task:
     return Task(*row)
 
 
-def _owned(*, versioned: bool = False) -> ColumnElement[bool]:
-    """The owner's task with this id, and at the expected version when `versioned`."""
-    condition = (tasks.c.owner_id == _OWNER) & (tasks.c.id == _TASK_ID)
-    return condition & (tasks.c.version == _VERSION) if versioned else condition
+def _written_values() -> list[ColumnElement[Any]]:
+    """Parameters for the writable columns, named after them."""
+    return [bindparam(name, type_=tasks.c[name].type) for name in _WRITABLE_COLUMNS]
 
 
-def _bumped() -> dict[str, Any]:
-    """Every change moves the version and the timestamp in the statement that makes it."""
-    return {"version": tasks.c.version + 1, "updated_at": func.now()}
-
-
+# INSERT ... SELECT from the viewer: the row is made, and checked against the policy, after
+# set_config has run.
 _INSERT = compiled(
     insert(tasks)
-    .values(
-        owner_id=_OWNER,
-        title=bindparam("title"),
-        description=bindparam("description"),
-        due_date=bindparam("due_date"),
-        completed=bindparam("completed"),
+    .from_select(
+        ["owner_id", *_WRITABLE_COLUMNS],
+        select(_VIEWER_OWNER, *_written_values()),
     )
     .returning(*_COLUMNS)
 )
-_SELECT_ONE = compiled(select(*_COLUMNS).where(_owned()))
+_SELECT_ONE = compiled(
+    as_viewer(select(*_COLUMNS).where(tasks.c.owner_id == _OWNER, tasks.c.id == _TASK_ID))
+)
 _SELECT_BY_ID = compiled(
-    select(*_COLUMNS).where(
-        tasks.c.owner_id == _OWNER,
-        tasks.c.id == func.any(bindparam("task_ids", type_=ARRAY(BigInteger))),
+    as_viewer(
+        select(*_COLUMNS).where(
+            tasks.c.owner_id == _OWNER,
+            tasks.c.id == func.any(bindparam("task_ids", type_=ARRAY(BigInteger))),
+        )
     )
 )
 
@@ -220,7 +250,8 @@ async def task_exists_from(
 ) -> bool:
     """Whether a matching task sits at `position` or beyond it in the walking direction."""
     statement = _exists_statement(_filter_shape(filters), order, backwards=backwards)
-    return bool(await statement.fetchval(conn, **_list_values(owner_id, filters, position)))
+    found = await statement.fetchval(conn, **_list_values(owner_id, filters, position))
+    return found is not None
 
 
 async def count_tasks(conn: Connection, *, owner_id: str, filters: TaskFilter = NO_FILTER) -> int:
@@ -270,9 +301,8 @@ def task_list_query(
     backwards: bool,
     inclusive: bool,
     limited: bool,
-    offset: bool,
 ) -> Select[Any]:
-    """The one statement every task listing runs: filter, keyset, order, limit.
+    """The one query every task listing runs: filter, keyset, order, limit.
 
     With `keyset`, only tasks past the position (after_value, after_id) in the walking
     direction are listed (and the task at it too when `inclusive`). Each order has an
@@ -296,8 +326,6 @@ def task_list_query(
         query = query.order_by(key.asc(), tasks.c.id.asc())
     if limited:
         query = query.limit(bindparam("limit", type_=BigInteger))
-    if offset:
-        query = query.offset(bindparam("offset", type_=BigInteger))
     return query
 
 
@@ -312,17 +340,17 @@ def _list_statement(
     limited: bool,
     offset: bool,
 ) -> Statement:
-    return compiled(
-        task_list_query(
-            filter_shape,
-            order,
-            keyset=keyset,
-            backwards=backwards,
-            inclusive=inclusive,
-            limited=limited,
-            offset=offset,
-        )
+    query = task_list_query(
+        filter_shape,
+        order,
+        keyset=keyset,
+        backwards=backwards,
+        inclusive=inclusive,
+        limited=limited,
     )
+    if offset:
+        return compiled(as_viewer(query, offset=bindparam("offset", type_=BigInteger)))
+    return compiled(as_viewer(query))
 
 
 @cache
@@ -336,14 +364,15 @@ def _exists_statement(
         backwards=backwards,
         inclusive=True,
         limited=False,
-        offset=False,
     )
-    return compiled(select(query.limit(1).exists()))
+    # The first such task's id, or no row at all.
+    return compiled(as_viewer(query.with_only_columns(tasks.c.id).limit(1)))
 
 
 @cache
 def _count_statement(filter_shape: _FilterShape) -> Statement:
-    return compiled(select(func.count()).select_from(tasks).where(*_matching(filter_shape)))
+    query = select(func.count().label("count")).select_from(tasks).where(*_matching(filter_shape))
+    return compiled(as_viewer(query))
 
 
 def _sort_key(order: TaskOrder, value: ColumnElement[Any]) -> ColumnElement[Any]:
@@ -376,23 +405,28 @@ def _matching(filter_shape: _FilterShape) -> list[ColumnElement[bool]]:
     return clauses
 
 
-@cache
-def _update_statement(columns: frozenset[str], *, versioned: bool) -> Statement:
-    query = update(tasks).where(_owned(versioned=versioned))
-    values = {name: bindparam(name, type_=tasks.c[name].type) for name in sorted(columns)}
-    return compiled(query.values(**values, **_bumped()).returning(*_COLUMNS))
-
-
-@cache
-def _toggle_statement(*, versioned: bool) -> Statement:
-    query = update(tasks).where(_owned(versioned=versioned))
-    return compiled(query.values(completed=~tasks.c.completed, **_bumped()).returning(*_COLUMNS))
-
-
-@cache
-def _delete_statement(*, versioned: bool) -> Statement:
-    query = delete(tasks).where(_owned(versioned=versioned))
-    return compiled(query.returning(tasks.c.id))
+# The writes: functions of migration 0004, each setting the owner before its statement.
+_UPDATE = compiled(
+    select(
+        *func.taskql_update_task(
+            _OWNER,
+            _TASK_ID,
+            _VERSION,
+            bindparam("changed", type_=ARRAY(tasks.c.title.type)),
+            *_written_values(),
+        )
+        .table_valued(*(column.name for column in _COLUMNS))
+        .c
+    )
+)
+_TOGGLE = compiled(
+    select(
+        *func.taskql_toggle_task(_OWNER, _TASK_ID, _VERSION)
+        .table_valued(*(column.name for column in _COLUMNS))
+        .c
+    )
+)
+_DELETE = compiled(select(func.taskql_delete_task(_OWNER, _TASK_ID, _VERSION)))
 
 
 async def update_task(
@@ -407,9 +441,13 @@ async def update_task(
     unknown = set(changes) - UPDATABLE_COLUMNS
     if unknown:
         raise ValueError(f"not updatable: {sorted(unknown)}")
-    statement = _update_statement(frozenset(changes), versioned=expected_version is not None)
-    row = await statement.fetchrow(
-        conn, owner_id=owner_id, task_id=task_id, expected_version=expected_version, **changes
+    row = await _UPDATE.fetchrow(
+        conn,
+        owner_id=owner_id,
+        task_id=task_id,
+        expected_version=expected_version,
+        changed=sorted(changes),
+        **{name: changes.get(name) for name in _WRITABLE_COLUMNS},
     )
     return None if row is None else _task(row)
 
@@ -422,8 +460,7 @@ async def toggle_task(
     expected_version: int | None = None,
 ) -> Task | None:
     """Flip completion in one statement, so concurrent toggles never lose one another."""
-    statement = _toggle_statement(versioned=expected_version is not None)
-    row = await statement.fetchrow(
+    row = await _TOGGLE.fetchrow(
         conn, owner_id=owner_id, task_id=task_id, expected_version=expected_version
     )
     return None if row is None else _task(row)
@@ -437,8 +474,7 @@ async def delete_task(
     expected_version: int | None = None,
 ) -> bool:
     """True when the task was deleted by this statement."""
-    statement = _delete_statement(versioned=expected_version is not None)
-    row = await statement.fetchrow(
+    deleted = await _DELETE.fetchval(
         conn, owner_id=owner_id, task_id=task_id, expected_version=expected_version
     )
-    return row is not None
+    return deleted is not None

@@ -11,22 +11,13 @@ from functools import partial
 from aiodataloader import DataLoader
 
 from db import tasks as task_queries
-from db.engine import Database, RowScope
+from db.engine import Database
 from db.errors import DatabaseRejectedInput, DatabaseUnavailable
 from db.statements import Connection
 from db.tasks import Task
 from resolvers.auth import Principal, TokenVerifier, bearer_token
 from resolvers.errors import FieldError, InvalidInput, ServiceUnavailable, Unauthenticated
 from resolvers.ratelimit import RateLimiter
-
-
-@dataclass(frozen=True, slots=True)
-class RowSecurityConfig:
-    """Whether operations also run under PostgreSQL row-level security, and as which role."""
-
-    enabled: bool = True
-    # None: the login role itself, which must then be neither superuser nor BYPASSRLS.
-    role: str | None = "taskql_app"
 
 
 @dataclass(slots=True)
@@ -36,7 +27,6 @@ class Context:
     database: Database
     principal: Principal | None
     request_id: str = "-"
-    row_security: RowSecurityConfig = field(default_factory=RowSecurityConfig)
     # Called on each database outage; main.py counts them in the metrics.
     on_database_unavailable: Callable[[], None] | None = None
     _task_loader: DataLoader[int, Task | None] | None = field(default=None, init=False)
@@ -67,11 +57,8 @@ class Context:
     @asynccontextmanager
     async def connection(self) -> AsyncIterator[Connection]:
         """A connection for one operation, with storage failures turned into domain errors."""
-        scope = None
-        if self.row_security.enabled:
-            scope = RowScope(self.viewer.user_id, self.row_security.role)
         try:
-            async with self.database.connect(scope) as conn:
+            async with self.database.connect() as conn:
                 yield conn
         except DatabaseUnavailable as error:
             if self.on_database_unavailable is not None:
@@ -91,7 +78,6 @@ class ContextFactory:
 
     database: Database
     verifier: TokenVerifier
-    row_security: RowSecurityConfig = field(default_factory=RowSecurityConfig)
     on_database_unavailable: Callable[[], None] | None = None
     # None: no rate limit, and no cost on the request path.
     rate_limiter: RateLimiter | None = None
@@ -106,6 +92,5 @@ class ContextFactory:
             database=self.database,
             principal=principal,
             request_id=request_id or uuid.uuid4().hex,
-            row_security=self.row_security,
             on_database_unavailable=self.on_database_unavailable,
         )

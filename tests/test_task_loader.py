@@ -26,7 +26,15 @@ class StatementLog:
         self.statements.append(record.query)
 
     def on_tasks(self) -> list[str]:
-        return [s for s in self.statements if "tasks" in s]
+        """Statements that read or write tasks: on the table, or through a write function."""
+        return [s for s in self.statements if "tasks" in s or "taskql_" in s]
+
+    def kinds(self) -> list[str]:
+        """Each statement on tasks as "read" or the write function it calls."""
+        return [
+            next((word for word in s.split() if word.startswith("taskql_")), "read").split("(")[0]
+            for s in self.on_tasks()
+        ]
 
 
 @pytest.fixture
@@ -82,4 +90,4 @@ async def test_loaders_live_for_one_request_only(
     assert (await graphql(http, query, headers=auth("alice")))["data"]["t0"]["title"] == "renamed"
     # The same id asked for by someone else is looked up again, as theirs, and not found.
     assert (await graphql(http, query, headers=auth("bob")))["data"]["t0"] is None
-    assert [s.split()[0] for s in log.on_tasks()] == ["SELECT", "UPDATE", "SELECT", "SELECT"]
+    assert log.kinds() == ["read", "taskql_update_task", "read", "read"]
