@@ -10,7 +10,7 @@ from starlette.routing import Route
 
 from db.tables import DESCRIPTION_MAX_LENGTH, TITLE_MAX_LENGTH
 from resolvers.pagination import MAX_PAGE_SIZE
-from resolvers.validation import TITLE_WHITESPACE
+from resolvers.validation import DUE_DATE_PATTERN, TITLE_WHITESPACE
 from rest_compat.bodies import json_response
 from rest_compat.listing import MAX_OFFSET, SORTS
 from rest_compat.routes import IF_MATCH_PATTERN
@@ -39,6 +39,16 @@ _TITLE_INPUT = {
     ),
 }
 _DESCRIPTION = {"type": "string", "maxLength": DESCRIPTION_MAX_LENGTH, "pattern": _NO_NUL}
+# Due dates are read in more forms than they are written in (always RFC 3339, in UTC).
+_DUE_DATE_INPUT = {
+    "type": "string",
+    "pattern": DUE_DATE_PATTERN,
+    "description": "A date, read as midnight UTC, or a date and a time of day (to the minute, "
+    "second or fraction; `T`, `t` or a space between them) with an optional UTC offset "
+    "(`Z`, `+hh:mm` or `+hhmm`; none means UTC). The year is 0002 to 9998.",
+    "examples": ["2026-12-31", "2026-12-31T17:00:00Z", "2026-12-31T18:00:00+01:00"],
+}
+_NULLABLE_DUE_DATE_INPUT = {"anyOf": [_DUE_DATE_INPUT, {"type": "null"}]}
 
 
 def _error(description: str) -> dict[str, Any]:
@@ -96,8 +106,8 @@ _LIST_PARAMETERS = [
         "Only tasks due in the past and not completed (true), or the others.",
         {"type": "boolean"},
     ),
-    _query("due_before", "Only tasks due strictly before this instant.", _DATETIME),
-    _query("due_after", "Only tasks due strictly after this instant.", _DATETIME),
+    _query("due_before", "Only tasks due strictly before this instant.", _DUE_DATE_INPUT),
+    _query("due_after", "Only tasks due strictly after this instant.", _DUE_DATE_INPUT),
     _query("q", "Case-insensitive substring of the title or the description.", _DESCRIPTION),
     _query(
         "sort",
@@ -248,7 +258,7 @@ def openapi_document() -> dict[str, Any]:
                     "properties": {
                         "title": _TITLE_INPUT,
                         "description": {"anyOf": [_DESCRIPTION, {"type": "null"}]},
-                        "due_date": _NULLABLE_DATETIME,
+                        "due_date": _NULLABLE_DUE_DATE_INPUT,
                         "completed": {"type": "boolean"},
                     },
                 },
@@ -257,7 +267,7 @@ def openapi_document() -> dict[str, Any]:
                     "properties": {
                         "title": _TITLE_INPUT,
                         "description": {"anyOf": [_DESCRIPTION, {"type": "null"}]},
-                        "due_date": _NULLABLE_DATETIME,
+                        "due_date": _NULLABLE_DUE_DATE_INPUT,
                         "completed": {"type": "boolean"},
                     },
                 },
