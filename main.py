@@ -461,7 +461,9 @@ def create_app(settings: Settings | None = None) -> Starlette:
             Route("/readyz", _readyz, methods=["GET"]),
             *graphql.routes(),
             *rest_routes.routes,
-            *openapi.routes,
+            *openapi.routes(
+                max_body_bytes=settings.max_body_bytes, rate_limited=settings.rate_limit.enabled
+            ),
             *docs.routes(settings.graphiql_assets_url),
             *(metrics.routes(settings.multiprocess_dir) if settings.metrics else []),
         ],

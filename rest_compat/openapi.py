@@ -51,27 +51,64 @@ _DUE_DATE_INPUT = {
 _NULLABLE_DUE_DATE_INPUT = {"anyOf": [_DUE_DATE_INPUT, {"type": "null"}]}
 
 
-def _error(description: str) -> dict[str, Any]:
-    return {
-        "description": description,
-        "content": {"application/json": {"schema": {"$ref": _REF + "Error"}}},
-    }
-
-
 def _json(description: str, schema: dict[str, Any]) -> dict[str, Any]:
     return {"description": description, "content": {"application/json": {"schema": schema}}}
 
 
+def _header(description: str, schema: dict[str, Any]) -> dict[str, Any]:
+    return {"description": description, "required": True, "schema": schema}
+
+
+def _error(
+    description: str, schema: str = "Error", headers: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    response = _json(description, {"$ref": _REF + schema})
+    return response if headers is None else {**response, "headers": headers}
+
+
 _TASK = {"$ref": _REF + "Task"}
-_ETAG_HEADER = {"ETag": {"description": "The task's version", "schema": {"type": "string"}}}
-_COMMON_ERRORS = {
-    "401": _error("Missing or invalid bearer token"),
-    "403": _error("The path's user is not the token's subject"),
-    "422": _json("Invalid input", {"$ref": _REF + "ValidationError"}),
-    "429": _error("Too many requests from your user; retry after Retry-After seconds"),
-    "503": _error("The database is unavailable; retry after Retry-After seconds"),
-}
-_TASK_ERRORS = {**_COMMON_ERRORS, "404": _error("No such task among yours")}
+_ETAG = _header("The task's version", {"type": "string", "pattern": '^"[0-9]+"$'})
+_BEARER = {"type": "string", "const": "Bearer"}
+_RETRY_AFTER = _header("Seconds to wait before trying again", {"type": "integer", "minimum": 0})
+
+
+def _error_responses(*, max_body_bytes: int) -> dict[str, dict[str, Any]]:
+    """Every error status a REST operation may answer with; each operation lists its own."""
+    return {
+        "401": _error(
+            "No bearer token, or one that does not verify",
+            headers={"WWW-Authenticate": _header("Always `Bearer`", _BEARER)},
+        ),
+        "403": _error("The path's user_id is not your token's subject"),
+        "404": _error("No such task among yours; someone else's task is not found either"),
+        "412": _error(
+            "The task changed since the ETag in If-Match; the body and ETag give its version now",
+            "VersionConflict",
+            {"ETag": _ETAG},
+        ),
+        # The limit guards every request before routing, so a body is refused even where the
+        # operation would not read it.
+        "413": _error(
+            f"The request body is larger than {max_body_bytes} bytes (MAX_BODY_BYTES), "
+            "whatever the operation"
+        ),
+        "415": _error("The body is not JSON: send application/json (or any +json type)"),
+        "422": _json(
+            "Invalid input; each entry's `loc` names the path segment, query parameter, header "
+            "or body field at fault",
+            {"$ref": _REF + "ValidationError"},
+        ),
+        "429": _error(
+            "Too many requests from your user (RATE_LIMIT_PER_MINUTE)",
+            headers={"Retry-After": _RETRY_AFTER},
+        ),
+        "503": _error(
+            "The database, or the token issuer's key set (JWT_JWKS_URL), cannot be reached",
+            headers={"Retry-After": _RETRY_AFTER},
+        ),
+    }
+
+
 _IF_MATCH = {
     "name": "If-Match",
     "in": "header",
@@ -79,11 +116,14 @@ _IF_MATCH = {
     "description": "Apply only if the task is still at this ETag; 412 otherwise.",
     "schema": {"type": "string", "pattern": IF_MATCH_PATTERN},
 }
-_PRECONDITION = {"412": _error("The task changed since the ETag in If-Match")}
 
 
 def _params(*names: str) -> list[dict[str, Any]]:
-    schemas = {"user_id": {"type": "string"}, "task_id": {"type": "integer", "minimum": 1}}
+    schemas = {
+        # A `/`, even sent as %2F, splits the segment, and the path then matches no route.
+        "user_id": {"type": "string", "pattern": "^[^/]+$"},
+        "task_id": {"type": "integer", "minimum": 1},
+    }
     return [{"name": n, "in": "path", "required": True, "schema": schemas[n]} for n in names]
 
 
@@ -125,23 +165,48 @@ _LIST_PARAMETERS = [
         {"type": "integer", "minimum": 0, "maximum": MAX_OFFSET, "default": 0},
     ),
 ]
-_TOTAL_COUNT_HEADER = {
-    "X-Total-Count": {
-        "description": "How many tasks match the filters, regardless of limit and offset",
-        "schema": {"type": "integer"},
-    }
+_TASK_LIST = {
+    **_json(
+        "Your matching tasks, oldest first unless `sort` says otherwise",
+        {"type": "array", "items": _TASK},
+    ),
+    "headers": {
+        "X-Total-Count": _header(
+            "How many tasks match the filters, regardless of limit and offset",
+            {"type": "integer", "minimum": 0},
+        )
+    },
 }
 
 
-def openapi_document() -> dict[str, Any]:
+def openapi_document(*, max_body_bytes: int, rate_limited: bool) -> dict[str, Any]:
+    """The document for this configuration: 429 exists only with a rate limit."""
+    errors = _error_responses(max_body_bytes=max_body_bytes)
+    # What any operation can meet: a token to verify, the path's owner to match, the body limit,
+    # a path segment, query parameter or header to parse, the rate limit, and the database.
+    common = ["401", "403", "413", "422", *(["429"] if rate_limited else []), "503"]
+
+    def responses(success: dict[str, Any], *statuses: str) -> dict[str, Any]:
+        return {**success, **{status: errors[status] for status in sorted([*common, *statuses])}}
+
+    def task(description: str, status: str = "200", **headers: dict[str, Any]) -> dict[str, Any]:
+        return {status: {**_json(description, _TASK), "headers": {"ETag": _ETAG, **headers}}}
+
+    def body(schema: str) -> dict[str, Any]:
+        content = {"application/json": {"schema": {"$ref": _REF + schema}}}
+        return {"required": True, "content": content}
+
     task_path = _params("user_id", "task_id")
     return {
         "openapi": "3.1.0",
         "info": {
             "title": "taskql REST compatibility API",
             "version": "1.0.0",
-            "description": "The spec's /api/{user_id}/tasks routes. GraphQL at /graphql "
-            "offers the same operations.",
+            "description": "The spec's /api/{user_id}/tasks routes. GraphQL at /graphql offers "
+            "the same operations. Each operation lists every status it can answer with. A "
+            "method that a path does not list gets 405 with an `Allow` header naming the ones "
+            "it does (and HEAD wherever GET is). Responses are JSON whatever `Accept` says: "
+            "there is no 406.",
         },
         "security": [{"bearer": []}],
         "paths": {
@@ -151,29 +216,20 @@ def openapi_document() -> dict[str, Any]:
                     "summary": "List your tasks",
                     "operationId": "listTasks",
                     "parameters": _LIST_PARAMETERS,
-                    "responses": {
-                        "200": {
-                            **_json(
-                                "Your matching tasks, oldest first unless `sort` says otherwise",
-                                {"type": "array", "items": _TASK},
-                            ),
-                            "headers": _TOTAL_COUNT_HEADER,
-                        },
-                        **_COMMON_ERRORS,
-                    },
+                    "responses": responses({"200": _TASK_LIST}),
                 },
                 "post": {
                     "summary": "Create a task",
                     "operationId": "createTask",
-                    "requestBody": {
-                        "required": True,
-                        "content": {"application/json": {"schema": {"$ref": _REF + "TaskCreate"}}},
-                    },
-                    "responses": {
-                        "201": {**_json("Created", _TASK), "headers": _ETAG_HEADER},
-                        "415": _error("The body is not JSON"),
-                        **_COMMON_ERRORS,
-                    },
+                    "requestBody": body("TaskCreate"),
+                    "responses": responses(
+                        task(
+                            "Created",
+                            "201",
+                            Location=_header("The new task's URL", {"type": "string"}),
+                        ),
+                        "415",
+                    ),
                 },
             },
             "/api/{user_id}/tasks/{task_id}": {
@@ -181,35 +237,20 @@ def openapi_document() -> dict[str, Any]:
                 "get": {
                     "summary": "Get one task",
                     "operationId": "getTask",
-                    "responses": {
-                        "200": {**_json("The task", _TASK), "headers": _ETAG_HEADER},
-                        **_TASK_ERRORS,
-                    },
+                    "responses": responses(task("The task"), "404"),
                 },
                 "put": {
                     "summary": "Update a task; fields left out keep their value",
                     "operationId": "updateTask",
                     "parameters": [_IF_MATCH],
-                    "requestBody": {
-                        "required": True,
-                        "content": {"application/json": {"schema": {"$ref": _REF + "TaskUpdate"}}},
-                    },
-                    "responses": {
-                        "200": {**_json("The updated task", _TASK), "headers": _ETAG_HEADER},
-                        "415": _error("The body is not JSON"),
-                        **_TASK_ERRORS,
-                        **_PRECONDITION,
-                    },
+                    "requestBody": body("TaskUpdate"),
+                    "responses": responses(task("The updated task"), "404", "412", "415"),
                 },
                 "delete": {
                     "summary": "Delete a task",
                     "operationId": "deleteTask",
                     "parameters": [_IF_MATCH],
-                    "responses": {
-                        "204": {"description": "Deleted"},
-                        **_TASK_ERRORS,
-                        **_PRECONDITION,
-                    },
+                    "responses": responses({"204": {"description": "Deleted"}}, "404", "412"),
                 },
             },
             "/api/{user_id}/tasks/{task_id}/complete": {
@@ -218,11 +259,7 @@ def openapi_document() -> dict[str, Any]:
                     "summary": "Toggle completion",
                     "operationId": "toggleTask",
                     "parameters": [_IF_MATCH],
-                    "responses": {
-                        "200": {**_json("The toggled task", _TASK), "headers": _ETAG_HEADER},
-                        **_TASK_ERRORS,
-                        **_PRECONDITION,
-                    },
+                    "responses": responses(task("The toggled task"), "404", "412"),
                 },
             },
         },
@@ -276,6 +313,14 @@ def openapi_document() -> dict[str, Any]:
                     "required": ["detail"],
                     "properties": {"detail": {"type": "string"}},
                 },
+                "VersionConflict": {
+                    "type": "object",
+                    "required": ["detail", "current_version"],
+                    "properties": {
+                        "detail": {"type": "string"},
+                        "current_version": {"type": "integer"},
+                    },
+                },
                 "ValidationError": {
                     "type": "object",
                     "required": ["detail"],
@@ -304,8 +349,10 @@ def openapi_document() -> dict[str, Any]:
     }
 
 
-async def _serve(request: Request) -> Response:
-    return json_response(openapi_document())
+def routes(*, max_body_bytes: int, rate_limited: bool) -> list[Route]:
+    document = openapi_document(max_body_bytes=max_body_bytes, rate_limited=rate_limited)
 
+    async def serve(request: Request) -> Response:
+        return json_response(document)
 
-routes = [Route("/api/openapi.json", _serve, methods=["GET"])]
+    return [Route("/api/openapi.json", serve, methods=["GET"])]
