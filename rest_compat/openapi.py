@@ -16,6 +16,8 @@ from rest_compat.listing import MAX_OFFSET, SORTS
 from rest_compat.routes import IF_MATCH_PATTERN
 
 _REF = "#/components/schemas/"
+# The name under which the document declares its bearer-token security (Swagger UI needs it).
+SECURITY_SCHEME = "bearer"
 _DATETIME = {"type": "string", "format": "date-time"}
 _NULLABLE_DATETIME = {"anyOf": [_DATETIME, {"type": "null"}]}
 # Text is stored in PostgreSQL, which cannot hold NUL; a title is trimmed and must not be blank.
@@ -208,7 +210,7 @@ def openapi_document(*, max_body_bytes: int, rate_limited: bool) -> dict[str, An
             "it does (and HEAD wherever GET is). Responses are JSON whatever `Accept` says: "
             "there is no 406.",
         },
-        "security": [{"bearer": []}],
+        "security": [{SECURITY_SCHEME: []}],
         "paths": {
             "/api/{user_id}/tasks": {
                 "parameters": _params("user_id"),
@@ -265,7 +267,7 @@ def openapi_document(*, max_body_bytes: int, rate_limited: bool) -> dict[str, An
         },
         "components": {
             "securitySchemes": {
-                "bearer": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}
+                SECURITY_SCHEME: {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}
             },
             "schemas": {
                 "Task": {
