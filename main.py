@@ -11,7 +11,7 @@ import os
 import secrets
 import sys
 import tempfile
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager, suppress
 from dataclasses import asdict, dataclass
 from functools import partial
@@ -455,15 +455,20 @@ def create_app(settings: Settings | None = None) -> Starlette:
                 await database.close()
                 metrics.mark_process_dead(settings.multiprocess_dir, os.getpid())
 
-    graphql = GraphQLEndpoint(schema=build_schema(settings.graphql), graphiql=_graphiql(settings))
+    development_token = _development_token(settings)
+    graphql = GraphQLEndpoint(
+        schema=build_schema(settings.graphql), graphiql=_graphiql(settings, development_token)
+    )
     return Starlette(
         routes=[
             Route("/healthz", _healthz, methods=["GET"]),
             Route("/readyz", _readyz, methods=["GET"]),
             *graphql.routes(),
             *rest_routes.routes,
-            *openapi.routes,
-            *docs.routes(settings.graphiql_assets_url),
+            *openapi.routes(
+                max_body_bytes=settings.max_body_bytes, rate_limited=settings.rate_limit.enabled
+            ),
+            *docs.routes(settings.graphiql_assets_url, development_token),
             *(metrics.routes(settings.multiprocess_dir) if settings.metrics else []),
         ],
         exception_handlers=EXCEPTION_HANDLERS,
@@ -498,18 +503,24 @@ def _cors(origins: tuple[str, ...]) -> list[Middleware]:
     ]
 
 
-def _graphiql(settings: Settings) -> GraphiQL | None:
-    """The GraphiQL page; with the embedded default it comes with a development token."""
+def _development_token(settings: Settings) -> Callable[[], str] | None:
+    """Signs a fresh token for the development user, for the pages to offer; only with the
+    embedded default and its own secret, never with DATABASE_URL set (production)."""
+    if not settings.embedded or settings.auth.secret is None:
+        return None
+    return partial(sign_development_token, settings.auth.secret, DEV_USER_ID)
+
+
+def _graphiql(settings: Settings, token: Callable[[], str] | None) -> GraphiQL | None:
+    """The GraphiQL page, its Authorization header filled in when there is a development token."""
     if not settings.graphiql:
         return None
-    headers = None
-    if settings.embedded and settings.auth.secret is not None:
-        headers = partial(_development_headers, settings.auth.secret)
+    headers = None if token is None else partial(_bearer_headers, token)
     return GraphiQL(assets_url=settings.graphiql_assets_url, default_headers=headers)
 
 
-def _development_headers(secret: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {sign_development_token(secret, DEV_USER_ID)}"}
+def _bearer_headers(token: Callable[[], str]) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token()}"}
 
 
 def _telemetry(settings: Settings) -> TelemetryConfig:
@@ -579,7 +590,7 @@ taskql development server (embedded PostgreSQL in {settings.data_dir / "postgres
     curl -s -H "Authorization: Bearer {token}" {base}/api/{DEV_USER_ID}/tasks
 
   GraphiQL: {base}/graphql   (the Authorization header is filled in for '{DEV_USER_ID}')
-  REST docs: {base}/api/docs
+  REST docs: {base}/api/docs   (Swagger UI, authorised as '{DEV_USER_ID}' too)
 """,
         flush=True,
     )

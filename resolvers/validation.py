@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Mapping
+from contextlib import suppress
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from typing import Any
@@ -157,6 +159,31 @@ def _completed(value: Any) -> bool:
     return value
 
 
+# The years a due date may be written in. asyncpg stores the first instant of year 1 and the last
+# of year 9999 (UTC) as -infinity and infinity, and an offset can move either year out of Python's
+# range; a year's margin at each end keeps every accepted due date an ordinary instant.
+MIN_DUE_YEAR, MAX_DUE_YEAR = 2, 9998
+# The forms a due date may be written in, as one regular expression that means the same in
+# Python and in ECMAScript (the OpenAPI document's dialect), so that the document states exactly
+# what is accepted: a calendar date (midnight UTC), or a date and a time of day to the minute,
+# second or fraction (`T`, `t` or a space between them), with an optional UTC offset (none: UTC).
+# Python's fromisoformat alone would also take week dates, `20261231` and any separator.
+_YEAR = (
+    "(?:000[2-9]|00[1-9][0-9]|0[1-9][0-9]{2}|[1-8][0-9]{3}|9[0-8][0-9]{2}|99[0-8][0-9]|999[0-8])"
+)
+_LEAP_YEAR = "(?:[0-9]{2}(?:0[48]|[2468][048]|[13579][26])|(?:0[48]|[2468][048]|[13579][26])00)"
+_MONTH_DAY = (
+    "(?:(?:0[1-9]|1[0-2])-(?:0[1-9]|1[0-9]|2[0-8])"
+    "|(?:0[13-9]|1[0-2])-(?:29|30)"
+    "|(?:0[13578]|1[02])-31)"
+)
+_DATE = f"(?:{_YEAR}-{_MONTH_DAY}|{_LEAP_YEAR}-02-29)"
+_TIME = "(?:[01][0-9]|2[0-3]):[0-5][0-9](?::[0-5][0-9](?:\\.[0-9]+)?)?"
+_OFFSET = "(?:[Zz]|[+-](?:[01][0-9]|2[0-3]):?[0-5][0-9])"
+DUE_DATE_PATTERN = f"^{_DATE}(?:[Tt ]{_TIME}{_OFFSET}?)?$"
+_DUE_DATE = re.compile(DUE_DATE_PATTERN)
+
+
 def _due_date(value: Any) -> datetime | None:
     if value is None:
         return None
@@ -164,19 +191,32 @@ def _due_date(value: Any) -> datetime | None:
         parsed = value
     elif isinstance(value, date):
         parsed = datetime(value.year, value.month, value.day)
-    elif isinstance(value, str) and "\x00" not in value:
-        try:
-            parsed = datetime.fromisoformat(value)
-        except ValueError:
-            raise _Invalid(
-                "must be an ISO 8601 date-time such as 2026-12-31T17:00:00Z", "datetime_parsing"
-            ) from None
+    elif isinstance(value, str):
+        parsed = _parse_due_date(value)
     else:
-        raise _Invalid("must be an ISO 8601 date-time string or null", "datetime_type")
+        raise _Invalid("must be a date or date-time string, or null", "datetime_type")
+    _check_due_year(parsed.year)
     # A date-time without an offset is taken to be UTC, the way most JSON APIs read it.
     if parsed.tzinfo is None:
         parsed = parsed.replace(tzinfo=UTC)
-    try:
-        return parsed.astimezone(UTC)
-    except OverflowError:
-        raise _Invalid("is out of range", "datetime_range") from None
+    return parsed.astimezone(UTC)
+
+
+def _parse_due_date(text: str) -> datetime:
+    if _DUE_DATE.fullmatch(text) is not None:
+        # fromisoformat wants `T` and `Z` in capitals, and reads everything else the pattern admits.
+        return datetime.fromisoformat(text.upper())
+    # Only to tell a client whose date is fine but for its year which rule it broke.
+    with suppress(ValueError):
+        _check_due_year(datetime.fromisoformat(text.upper()).year)
+    raise _Invalid(
+        "must be a date such as 2026-12-31 or a date-time such as 2026-12-31T17:00:00Z",
+        "datetime_parsing",
+    )
+
+
+def _check_due_year(year: int) -> None:
+    if not MIN_DUE_YEAR <= year <= MAX_DUE_YEAR:
+        raise _Invalid(
+            f"must fall within the years {MIN_DUE_YEAR:04} to {MAX_DUE_YEAR}", "datetime_range"
+        )

@@ -9,8 +9,6 @@ from urllib.parse import urlsplit
 import orjson
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-# Strawberry's stock GraphiQL page loads its scripts and styles from this CDN.
-
 # JSON is never rendered by a browser, so API responses may load nothing and be framed nowhere.
 API_POLICY = "default-src 'none'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'"
 
@@ -22,10 +20,10 @@ def asset_origin(assets_url: str) -> str:
 
 
 def graphiql_policy(asset_origins: Iterable[str]) -> str:
-    """The Content-Security-Policy of the GraphiQL page.
+    """The Content-Security-Policy of the HTML pages: GraphiQL and Swagger UI (/api/docs).
 
-    Its bootstrap script and style are inline in the page, hence 'unsafe-inline' there (and
-    only there); it fetches /graphql on its own origin.
+    Their bootstrap scripts and styles are inline in the page, hence 'unsafe-inline' there (and
+    only there); they fetch /graphql and /api/... on their own origin.
     """
     origins = " ".join(asset_origins)
     return (
@@ -130,7 +128,7 @@ def _body_framing(scope: Scope) -> tuple[int | None, bool]:
 
 
 class SecurityHeaders:
-    """Add browser hardening headers to every response; HTML (GraphiQL) gets its own CSP."""
+    """Add browser hardening headers to every response; the HTML pages get their own CSP."""
 
     def __init__(self, app: ASGIApp, *, graphiql_asset_origins: Iterable[str]) -> None:
         self.app = app
@@ -159,7 +157,7 @@ class SecurityHeaders:
         await self.app(scope, receive, send_with_headers)
 
     def _headers_for(self, headers: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
-        # Only the GraphiQL page is HTML; everything else the API sends is data.
+        # Only the GraphiQL and Swagger UI pages are HTML; everything else the API sends is data.
         for name, value in headers:
             if name.lower() == b"content-type" and value.startswith(b"text/html"):
                 return self._html_headers

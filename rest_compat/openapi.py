@@ -10,12 +10,14 @@ from starlette.routing import Route
 
 from db.tables import DESCRIPTION_MAX_LENGTH, TITLE_MAX_LENGTH
 from resolvers.pagination import MAX_PAGE_SIZE
-from resolvers.validation import TITLE_WHITESPACE
+from resolvers.validation import DUE_DATE_PATTERN, TITLE_WHITESPACE
 from rest_compat.bodies import json_response
 from rest_compat.listing import MAX_OFFSET, SORTS
 from rest_compat.routes import IF_MATCH_PATTERN
 
 _REF = "#/components/schemas/"
+# The name under which the document declares its bearer-token security (Swagger UI needs it).
+SECURITY_SCHEME = "bearer"
 _DATETIME = {"type": "string", "format": "date-time"}
 _NULLABLE_DATETIME = {"anyOf": [_DATETIME, {"type": "null"}]}
 # Text is stored in PostgreSQL, which cannot hold NUL; a title is trimmed and must not be blank.
@@ -39,29 +41,76 @@ _TITLE_INPUT = {
     ),
 }
 _DESCRIPTION = {"type": "string", "maxLength": DESCRIPTION_MAX_LENGTH, "pattern": _NO_NUL}
-
-
-def _error(description: str) -> dict[str, Any]:
-    return {
-        "description": description,
-        "content": {"application/json": {"schema": {"$ref": _REF + "Error"}}},
-    }
+# Due dates are read in more forms than they are written in (always RFC 3339, in UTC).
+_DUE_DATE_INPUT = {
+    "type": "string",
+    "pattern": DUE_DATE_PATTERN,
+    "description": "A date, read as midnight UTC, or a date and a time of day (to the minute, "
+    "second or fraction; `T`, `t` or a space between them) with an optional UTC offset "
+    "(`Z`, `+hh:mm` or `+hhmm`; none means UTC). The year is 0002 to 9998.",
+    "examples": ["2026-12-31", "2026-12-31T17:00:00Z", "2026-12-31T18:00:00+01:00"],
+}
+_NULLABLE_DUE_DATE_INPUT = {"anyOf": [_DUE_DATE_INPUT, {"type": "null"}]}
 
 
 def _json(description: str, schema: dict[str, Any]) -> dict[str, Any]:
     return {"description": description, "content": {"application/json": {"schema": schema}}}
 
 
+def _header(description: str, schema: dict[str, Any]) -> dict[str, Any]:
+    return {"description": description, "required": True, "schema": schema}
+
+
+def _error(
+    description: str, schema: str = "Error", headers: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    response = _json(description, {"$ref": _REF + schema})
+    return response if headers is None else {**response, "headers": headers}
+
+
 _TASK = {"$ref": _REF + "Task"}
-_ETAG_HEADER = {"ETag": {"description": "The task's version", "schema": {"type": "string"}}}
-_COMMON_ERRORS = {
-    "401": _error("Missing or invalid bearer token"),
-    "403": _error("The path's user is not the token's subject"),
-    "422": _json("Invalid input", {"$ref": _REF + "ValidationError"}),
-    "429": _error("Too many requests from your user; retry after Retry-After seconds"),
-    "503": _error("The database is unavailable; retry after Retry-After seconds"),
-}
-_TASK_ERRORS = {**_COMMON_ERRORS, "404": _error("No such task among yours")}
+_ETAG = _header("The task's version", {"type": "string", "pattern": '^"[0-9]+"$'})
+_BEARER = {"type": "string", "const": "Bearer"}
+_RETRY_AFTER = _header("Seconds to wait before trying again", {"type": "integer", "minimum": 0})
+
+
+def _error_responses(*, max_body_bytes: int) -> dict[str, dict[str, Any]]:
+    """Every error status a REST operation may answer with; each operation lists its own."""
+    return {
+        "401": _error(
+            "No bearer token, or one that does not verify",
+            headers={"WWW-Authenticate": _header("Always `Bearer`", _BEARER)},
+        ),
+        "403": _error("The path's user_id is not your token's subject"),
+        "404": _error("No such task among yours; someone else's task is not found either"),
+        "412": _error(
+            "The task changed since the ETag in If-Match; the body and ETag give its version now",
+            "VersionConflict",
+            {"ETag": _ETAG},
+        ),
+        # The limit guards every request before routing, so a body is refused even where the
+        # operation would not read it.
+        "413": _error(
+            f"The request body is larger than {max_body_bytes} bytes (MAX_BODY_BYTES), "
+            "whatever the operation"
+        ),
+        "415": _error("The body is not JSON: send application/json (or any +json type)"),
+        "422": _json(
+            "Invalid input; each entry's `loc` names the path segment, query parameter, header "
+            "or body field at fault",
+            {"$ref": _REF + "ValidationError"},
+        ),
+        "429": _error(
+            "Too many requests from your user (RATE_LIMIT_PER_MINUTE)",
+            headers={"Retry-After": _RETRY_AFTER},
+        ),
+        "503": _error(
+            "The database, or the token issuer's key set (JWT_JWKS_URL), cannot be reached",
+            headers={"Retry-After": _RETRY_AFTER},
+        ),
+    }
+
+
 _IF_MATCH = {
     "name": "If-Match",
     "in": "header",
@@ -69,11 +118,14 @@ _IF_MATCH = {
     "description": "Apply only if the task is still at this ETag; 412 otherwise.",
     "schema": {"type": "string", "pattern": IF_MATCH_PATTERN},
 }
-_PRECONDITION = {"412": _error("The task changed since the ETag in If-Match")}
 
 
 def _params(*names: str) -> list[dict[str, Any]]:
-    schemas = {"user_id": {"type": "string"}, "task_id": {"type": "integer", "minimum": 1}}
+    schemas = {
+        # A `/`, even sent as %2F, splits the segment, and the path then matches no route.
+        "user_id": {"type": "string", "pattern": "^[^/]+$"},
+        "task_id": {"type": "integer", "minimum": 1},
+    }
     return [{"name": n, "in": "path", "required": True, "schema": schemas[n]} for n in names]
 
 
@@ -96,8 +148,8 @@ _LIST_PARAMETERS = [
         "Only tasks due in the past and not completed (true), or the others.",
         {"type": "boolean"},
     ),
-    _query("due_before", "Only tasks due strictly before this instant.", _DATETIME),
-    _query("due_after", "Only tasks due strictly after this instant.", _DATETIME),
+    _query("due_before", "Only tasks due strictly before this instant.", _DUE_DATE_INPUT),
+    _query("due_after", "Only tasks due strictly after this instant.", _DUE_DATE_INPUT),
     _query("q", "Case-insensitive substring of the title or the description.", _DESCRIPTION),
     _query(
         "sort",
@@ -115,25 +167,50 @@ _LIST_PARAMETERS = [
         {"type": "integer", "minimum": 0, "maximum": MAX_OFFSET, "default": 0},
     ),
 ]
-_TOTAL_COUNT_HEADER = {
-    "X-Total-Count": {
-        "description": "How many tasks match the filters, regardless of limit and offset",
-        "schema": {"type": "integer"},
-    }
+_TASK_LIST = {
+    **_json(
+        "Your matching tasks, oldest first unless `sort` says otherwise",
+        {"type": "array", "items": _TASK},
+    ),
+    "headers": {
+        "X-Total-Count": _header(
+            "How many tasks match the filters, regardless of limit and offset",
+            {"type": "integer", "minimum": 0},
+        )
+    },
 }
 
 
-def openapi_document() -> dict[str, Any]:
+def openapi_document(*, max_body_bytes: int, rate_limited: bool) -> dict[str, Any]:
+    """The document for this configuration: 429 exists only with a rate limit."""
+    errors = _error_responses(max_body_bytes=max_body_bytes)
+    # What any operation can meet: a token to verify, the path's owner to match, the body limit,
+    # a path segment, query parameter or header to parse, the rate limit, and the database.
+    common = ["401", "403", "413", "422", *(["429"] if rate_limited else []), "503"]
+
+    def responses(success: dict[str, Any], *statuses: str) -> dict[str, Any]:
+        return {**success, **{status: errors[status] for status in sorted([*common, *statuses])}}
+
+    def task(description: str, status: str = "200", **headers: dict[str, Any]) -> dict[str, Any]:
+        return {status: {**_json(description, _TASK), "headers": {"ETag": _ETAG, **headers}}}
+
+    def body(schema: str) -> dict[str, Any]:
+        content = {"application/json": {"schema": {"$ref": _REF + schema}}}
+        return {"required": True, "content": content}
+
     task_path = _params("user_id", "task_id")
     return {
         "openapi": "3.1.0",
         "info": {
             "title": "taskql REST compatibility API",
             "version": "1.0.0",
-            "description": "The spec's /api/{user_id}/tasks routes. GraphQL at /graphql "
-            "offers the same operations.",
+            "description": "The spec's /api/{user_id}/tasks routes. GraphQL at /graphql offers "
+            "the same operations. Each operation lists every status it can answer with. A "
+            "method that a path does not list gets 405 with an `Allow` header naming the ones "
+            "it does (and HEAD wherever GET is). Responses are JSON whatever `Accept` says: "
+            "there is no 406.",
         },
-        "security": [{"bearer": []}],
+        "security": [{SECURITY_SCHEME: []}],
         "paths": {
             "/api/{user_id}/tasks": {
                 "parameters": _params("user_id"),
@@ -141,29 +218,20 @@ def openapi_document() -> dict[str, Any]:
                     "summary": "List your tasks",
                     "operationId": "listTasks",
                     "parameters": _LIST_PARAMETERS,
-                    "responses": {
-                        "200": {
-                            **_json(
-                                "Your matching tasks, oldest first unless `sort` says otherwise",
-                                {"type": "array", "items": _TASK},
-                            ),
-                            "headers": _TOTAL_COUNT_HEADER,
-                        },
-                        **_COMMON_ERRORS,
-                    },
+                    "responses": responses({"200": _TASK_LIST}),
                 },
                 "post": {
                     "summary": "Create a task",
                     "operationId": "createTask",
-                    "requestBody": {
-                        "required": True,
-                        "content": {"application/json": {"schema": {"$ref": _REF + "TaskCreate"}}},
-                    },
-                    "responses": {
-                        "201": {**_json("Created", _TASK), "headers": _ETAG_HEADER},
-                        "415": _error("The body is not JSON"),
-                        **_COMMON_ERRORS,
-                    },
+                    "requestBody": body("TaskCreate"),
+                    "responses": responses(
+                        task(
+                            "Created",
+                            "201",
+                            Location=_header("The new task's URL", {"type": "string"}),
+                        ),
+                        "415",
+                    ),
                 },
             },
             "/api/{user_id}/tasks/{task_id}": {
@@ -171,35 +239,20 @@ def openapi_document() -> dict[str, Any]:
                 "get": {
                     "summary": "Get one task",
                     "operationId": "getTask",
-                    "responses": {
-                        "200": {**_json("The task", _TASK), "headers": _ETAG_HEADER},
-                        **_TASK_ERRORS,
-                    },
+                    "responses": responses(task("The task"), "404"),
                 },
                 "put": {
                     "summary": "Update a task; fields left out keep their value",
                     "operationId": "updateTask",
                     "parameters": [_IF_MATCH],
-                    "requestBody": {
-                        "required": True,
-                        "content": {"application/json": {"schema": {"$ref": _REF + "TaskUpdate"}}},
-                    },
-                    "responses": {
-                        "200": {**_json("The updated task", _TASK), "headers": _ETAG_HEADER},
-                        "415": _error("The body is not JSON"),
-                        **_TASK_ERRORS,
-                        **_PRECONDITION,
-                    },
+                    "requestBody": body("TaskUpdate"),
+                    "responses": responses(task("The updated task"), "404", "412", "415"),
                 },
                 "delete": {
                     "summary": "Delete a task",
                     "operationId": "deleteTask",
                     "parameters": [_IF_MATCH],
-                    "responses": {
-                        "204": {"description": "Deleted"},
-                        **_TASK_ERRORS,
-                        **_PRECONDITION,
-                    },
+                    "responses": responses({"204": {"description": "Deleted"}}, "404", "412"),
                 },
             },
             "/api/{user_id}/tasks/{task_id}/complete": {
@@ -208,17 +261,13 @@ def openapi_document() -> dict[str, Any]:
                     "summary": "Toggle completion",
                     "operationId": "toggleTask",
                     "parameters": [_IF_MATCH],
-                    "responses": {
-                        "200": {**_json("The toggled task", _TASK), "headers": _ETAG_HEADER},
-                        **_TASK_ERRORS,
-                        **_PRECONDITION,
-                    },
+                    "responses": responses(task("The toggled task"), "404", "412"),
                 },
             },
         },
         "components": {
             "securitySchemes": {
-                "bearer": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}
+                SECURITY_SCHEME: {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}
             },
             "schemas": {
                 "Task": {
@@ -248,7 +297,7 @@ def openapi_document() -> dict[str, Any]:
                     "properties": {
                         "title": _TITLE_INPUT,
                         "description": {"anyOf": [_DESCRIPTION, {"type": "null"}]},
-                        "due_date": _NULLABLE_DATETIME,
+                        "due_date": _NULLABLE_DUE_DATE_INPUT,
                         "completed": {"type": "boolean"},
                     },
                 },
@@ -257,7 +306,7 @@ def openapi_document() -> dict[str, Any]:
                     "properties": {
                         "title": _TITLE_INPUT,
                         "description": {"anyOf": [_DESCRIPTION, {"type": "null"}]},
-                        "due_date": _NULLABLE_DATETIME,
+                        "due_date": _NULLABLE_DUE_DATE_INPUT,
                         "completed": {"type": "boolean"},
                     },
                 },
@@ -265,6 +314,14 @@ def openapi_document() -> dict[str, Any]:
                     "type": "object",
                     "required": ["detail"],
                     "properties": {"detail": {"type": "string"}},
+                },
+                "VersionConflict": {
+                    "type": "object",
+                    "required": ["detail", "current_version"],
+                    "properties": {
+                        "detail": {"type": "string"},
+                        "current_version": {"type": "integer"},
+                    },
                 },
                 "ValidationError": {
                     "type": "object",
@@ -294,8 +351,10 @@ def openapi_document() -> dict[str, Any]:
     }
 
 
-async def _serve(request: Request) -> Response:
-    return json_response(openapi_document())
+def routes(*, max_body_bytes: int, rate_limited: bool) -> list[Route]:
+    document = openapi_document(max_body_bytes=max_body_bytes, rate_limited=rate_limited)
 
+    async def serve(request: Request) -> Response:
+        return json_response(document)
 
-routes = [Route("/api/openapi.json", _serve, methods=["GET"])]
+    return [Route("/api/openapi.json", serve, methods=["GET"])]

@@ -1,4 +1,5 @@
-"""GraphiQL in a real headless Chromium: assets from a local npm copy, an authenticated query."""
+"""GraphiQL and Swagger UI in a real headless Chromium, under the pages' Content-Security-Policy:
+assets from a local npm copy, an authenticated query in each."""
 
 from __future__ import annotations
 
@@ -14,8 +15,12 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import jwt
 import pytest
 
+import main
+from resolvers.auth import sign_development_token
+from rest_compat.docs import SWAGGER_UI_PACKAGE
 from schema.graphiql import GRAPHIQL_PACKAGES
 from tests.conftest import hs256_token, make_settings
 from tests.support.live import live_server
@@ -26,7 +31,7 @@ NPM = shutil.which("npm")
 
 pytestmark = pytest.mark.skipif(
     CHROMIUM is None or CHROMEDRIVER is None or NPM is None,
-    reason="the GraphiQL browser test needs chromium, chromium-driver and npm "
+    reason="the browser tests need chromium, chromium-driver and npm "
     "(apt-get install chromium chromium-driver npm; .ci/run installs them)",
 )
 
@@ -45,10 +50,11 @@ CHROMIUM_ARGUMENTS = (
 
 @pytest.fixture(scope="session")
 def graphiql_assets(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """GraphiQL's npm packages unpacked as `name@version/`, the layout GRAPHIQL_ASSETS_URL names."""
+    """GraphiQL's and Swagger UI's npm packages unpacked as `name@version/`, the layout
+    GRAPHIQL_ASSETS_URL names."""
     assert NPM is not None
     root = tmp_path_factory.mktemp("graphiql-assets")
-    for name, version in GRAPHIQL_PACKAGES.items():
+    for name, version in [*GRAPHIQL_PACKAGES.items(), SWAGGER_UI_PACKAGE]:
         packed = subprocess.run(
             [NPM, "pack", f"{name}@{version}", "--pack-destination", str(root), "--json"],
             capture_output=True,
@@ -98,11 +104,23 @@ def browser(tmp_path: Path) -> Iterator[Any]:
     options.binary_location = CHROMIUM
     for argument in (*CHROMIUM_ARGUMENTS, f"--user-data-dir={tmp_path / 'chromium'}"):
         options.add_argument(argument)
+    # The console, where Chromium reports whatever the Content-Security-Policy blocks.
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
     driver = webdriver.Chrome(options=options, service=Service(CHROMEDRIVER))
     try:
         yield driver
     finally:
         driver.quit()
+
+
+def create_task(url: str, user_id: str, token: str, title: str) -> None:
+    """A task of `user_id`'s, created over REST, for the page under test to find."""
+    created = httpx.post(
+        f"{url}/api/{user_id}/tasks",
+        json={"title": title},
+        headers={"Authorization": f"Bearer {token}"},
+    )
+    assert created.status_code == 201
 
 
 def set_editor(driver: Any, selector: str, text: str) -> None:
@@ -121,12 +139,7 @@ def test_graphiql_runs_an_authenticated_query(
     token = hs256_token("browser-user")
     settings = make_settings(clean_database, GRAPHIQL_ASSETS_URL=assets_url)
     with live_server(settings) as url:
-        created = httpx.post(
-            f"{url}/api/browser-user/tasks",
-            json={"title": "Seen in GraphiQL"},
-            headers={"Authorization": f"Bearer {token}"},
-        )
-        assert created.status_code == 201
+        create_task(url, "browser-user", token, "Seen in GraphiQL")
         browser.get(f"{url}/graphql")
         wait = WebDriverWait(browser, 30)
         query_editor = ".graphiql-query-editor .CodeMirror"
@@ -141,6 +154,55 @@ def test_graphiql_runs_an_authenticated_query(
         assert json.loads(_text(browser, result)) == {
             "data": {"tasks": {"nodes": [{"title": "Seen in GraphiQL"}]}}
         }
+        assert_nothing_blocked(browser)
+
+
+def test_development_swagger_ui_is_authorised_and_tries_a_route_out(
+    tmp_path: Path, assets_url: str, browser: Any
+) -> None:
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    # What `make run` serves: the embedded PostgreSQL and its development secret.
+    settings = main.read_settings(
+        {"DATA_DIR": str(tmp_path / "data"), "GRAPHIQL_ASSETS_URL": assets_url}
+    )
+    secret = settings.auth.secret
+    assert secret is not None
+    token = sign_development_token(secret, main.DEV_USER_ID)
+    with live_server(settings) as url:
+        create_task(url, main.DEV_USER_ID, token, "Seen in Swagger UI")
+        browser.get(f"{url}/api/docs")
+        wait = WebDriverWait(browser, 30)
+        # Authorised on arrival, with nothing typed: the Authorize button shows a closed lock.
+        wait.until(lambda driver: driver.find_elements(By.CSS_SELECTOR, ".btn.authorize.locked"))
+        authorized = browser.execute_script("return window.ui.authSelectors.authorized().toJS();")
+        offered = jwt.decode(authorized["bearer"]["value"], secret, algorithms=["HS256"])
+        assert offered["sub"] == main.DEV_USER_ID
+        operation = "#operations-default-listTasks"
+        browser.find_element(By.CSS_SELECTOR, f"{operation} .opblock-summary-control").click()
+        wait.until(lambda driver: driver.find_elements(By.CSS_SELECTOR, ".try-out__btn"))
+        browser.find_element(By.CSS_SELECTOR, f"{operation} .try-out__btn").click()
+        user_id = f'{operation} tr[data-param-name="user_id"] input'
+        browser.find_element(By.CSS_SELECTOR, user_id).send_keys(main.DEV_USER_ID)
+        browser.find_element(By.CSS_SELECTOR, f"{operation} .execute").click()
+        response = f"{operation} .live-responses-table tr.response"
+        wait.until(lambda driver: driver.find_elements(By.CSS_SELECTOR, response))
+        status = browser.find_element(By.CSS_SELECTOR, f"{response} .response-col_status")
+        assert status.text.strip() == "200"
+        body = browser.find_element(By.CSS_SELECTOR, f"{response} .response-col_description pre")
+        assert json.loads(body.text)[0]["title"] == "Seen in Swagger UI"
+        assert_nothing_blocked(browser)
+
+
+def assert_nothing_blocked(driver: Any) -> None:
+    """The page's Content-Security-Policy refused it nothing (Chromium says so on the console)."""
+    refused = [
+        entry["message"]
+        for entry in driver.get_log("browser")
+        if "Content Security Policy" in entry["message"]
+    ]
+    assert refused == []
 
 
 def _text(driver: Any, selector: str) -> str:
