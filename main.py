@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import hashlib
 import logging
 import math
@@ -73,7 +74,12 @@ SETTINGS = (
     Setting("DATA_DIR", ".data", "Where the embedded PostgreSQL and the development secret live."),
     Setting("HOST", "127.0.0.1", "Interface to listen on."),
     Setting("PORT", "8000", "Port to listen on."),
-    Setting("WORKERS", "1", "Worker processes."),
+    Setting(
+        "WORKERS",
+        "1",
+        "Worker processes; each accepts on its own socket (SO_REUSEPORT), and one that dies "
+        "is replaced.",
+    ),
     Setting("JWT_SECRET", None, "HS256 shared secret for verifying tokens."),
     Setting(
         "JWT_JWKS_URL",
@@ -439,6 +445,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
             verifier = TokenVerifier(settings.auth, on_jwks_fetch=metrics.jwks_fetched)
             limit = settings.rate_limit
             rate_limiter = RateLimiter(limit) if limit.enabled else None
+            _freeze_startup_objects()
             try:
                 yield {
                     "context_factory": ContextFactory(
@@ -552,25 +559,45 @@ async def _readyz(request: Request) -> Response:
     return JSONResponse({"status": "ok"})
 
 
-def _serve(settings: Settings) -> None:
+def _freeze_startup_objects() -> None:
+    """Keep what start-up built (the schema, compiled statements, imported modules: about
+    100,000 objects that live as long as the process) out of garbage collection.
+
+    Otherwise each full collection walks them all again: under load a worker paused for up
+    to 200 ms at a time, which showed in the tail latency of every request waiting on it.
+    """
+    gc.collect()
+    gc.freeze()
+
+
+def _serve(settings: Settings) -> int:
     import uvicorn
+
+    import workers
 
     if settings.embedded:
         _print_development_banner(settings)
     if settings.multiprocess_dir is not None:
         metrics.clear_multiprocess_dir(settings.multiprocess_dir, keep_pid=os.getpid())
+    options: dict[str, Any] = {
+        "log_level": settings.log_level.lower(),
+        # Our logging setup and access log (one line per request, in LOG_FORMAT) replace
+        # uvicorn's.
+        "log_config": None,
+        "access_log": False,
+        "forwarded_allow_ips": settings.forwarded_allow_ips,
+    }
+    if settings.workers > 1 and workers.supported():
+        return workers.serve(settings.host, settings.port, settings.workers, options)
     uvicorn.run(
-        "main:create_app",
+        workers.APP,
         factory=True,
         host=settings.host,
         port=settings.port,
         workers=settings.workers,
-        log_level=settings.log_level.lower(),
-        # Our logging setup and access log (one line per request, in LOG_FORMAT) replace uvicorn's.
-        log_config=None,
-        access_log=False,
-        forwarded_allow_ips=settings.forwarded_allow_ips,
+        **options,
     )
+    return 0
 
 
 def _print_development_banner(settings: Settings) -> None:
@@ -628,8 +655,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     configure_logging(settings)
     if args.command == "serve":
-        _serve(settings)
-    elif args.command == "migrate":
+        return _serve(settings)
+    if args.command == "migrate":
         asyncio.run(_migrate(settings, args.revision, args.down))
     else:
         if settings.auth.secret is None:

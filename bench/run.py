@@ -79,6 +79,7 @@ SCENARIOS = [
 ]
 # The floor implements list, create and toggle; the GraphQL scenarios compare with the
 # floor doing the same database work through its REST-shaped routes.
+WARM_UP_SECONDS = 2
 FLOOR_EQUIVALENT = {"graphql_list": "rest_list", "graphql_create": "rest_create"}
 
 
@@ -339,6 +340,18 @@ def measure(
     )
 
 
+def warm_up(
+    api_port: int, floor_port: int | None, scenario: Scenario, args: argparse.Namespace, data: Path
+) -> None:
+    """A short unrecorded run of the scenario on each app: both pools open their connections
+    and prepare their statements before anything is measured, not inside the first run."""
+    connections = scenario.connections or args.connections
+    wrk(api_port, scenario.name, connections, WARM_UP_SECONDS, data, think_ms=scenario.think_ms)
+    if floor_port is not None:
+        floor_scenario = FLOOR_EQUIVALENT.get(scenario.name, scenario.name)
+        wrk(floor_port, floor_scenario, connections, WARM_UP_SECONDS, data)
+
+
 def median_run(runs: list[Run]) -> Run:
     return Run(
         rps=statistics.median(r.rps for r in runs),
@@ -445,6 +458,8 @@ def main() -> int:
             for round_number in range(args.rounds):
                 for row in rows:
                     s = row.scenario
+                    if round_number == 0:
+                        warm_up(api_port, floor_port if s.floor else None, s, args, data)
                     if s.floor:
                         wrk_name = FLOOR_EQUIVALENT.get(s.name, s.name)
                         row.floor.append(measure(floor_port, floor, s, args, data, wrk_name))

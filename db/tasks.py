@@ -13,7 +13,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from functools import cache
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 from sqlalchemy import (
     BigInteger,
@@ -37,9 +37,13 @@ _WRITABLE_COLUMNS = ("title", "description", "due_date", "completed")
 UPDATABLE_COLUMNS = frozenset(_WRITABLE_COLUMNS)
 
 
-@dataclass(frozen=True, slots=True)
-class Task:
-    """A stored task as the domain sees it."""
+class Task(NamedTuple):
+    """A stored task as the domain sees it.
+
+    A named tuple rather than a frozen dataclass: made from a row in one C call, where a
+    frozen dataclass sets each field through object.__setattr__ (a list of 20 tasks took
+    about 4% of a worker's time that way).
+    """
 
     id: int
     title: str
@@ -126,8 +130,7 @@ def as_viewer(query: Select[Any], *, offset: ColumnElement[Any] = _NO_OFFSET) ->
     return select(*scoped.c).select_from(_VIEWER.join(scoped, true()))
 
 
-def _task(row: Any) -> Task:
-    return Task(*row)
+_task = Task._make
 
 
 def _written_values() -> list[ColumnElement[Any]]:
@@ -188,7 +191,7 @@ async def select_tasks_by_id(
 ) -> list[Task]:
     """The owner's tasks among `task_ids`, in no particular order; others' ids match nothing."""
     rows = await _SELECT_BY_ID.fetch(conn, owner_id=owner_id, task_ids=list(task_ids))
-    return [_task(row) for row in rows]
+    return list(map(_task, rows))
 
 
 async def select_tasks(
@@ -212,7 +215,7 @@ async def select_tasks(
         limit=limit,
         offset=offset,
     )
-    return [_task(row) for row in await conn.fetch(sql, *arguments)]
+    return list(map(_task, await conn.fetch(sql, *arguments)))
 
 
 def list_sql(
