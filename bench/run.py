@@ -470,9 +470,10 @@ def main() -> int:
                         flush=True,
                     )
             soaked = soak(api_port, api, args.soak, args.connections, data) if args.soak else ""
-    print(report(rows, args))
+    if args.rounds > 0:
+        print(report(rows, args) + ("\n" if soaked else ""))
     if soaked:
-        print("\n" + soaked)
+        print(soaked)
     return 0
 
 
