@@ -566,8 +566,9 @@ def _freeze_startup_objects() -> None:
     Otherwise each full collection walks them all again: under load a worker paused for up
     to 200 ms at a time, which showed in the tail latency of every request waiting on it.
     """
-    gc.collect()
-    gc.freeze()
+    if gc.get_freeze_count() == 0:  # once per process, not again for each app it creates
+        gc.collect()
+        gc.freeze()
 
 
 def _serve(settings: Settings) -> int:

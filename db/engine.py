@@ -101,9 +101,8 @@ class Database:
         pool: asyncpg.Pool,
         *,
         size: int,
-        pooled: bool,
         acquire_timeout: float,
-        role: str | None = None,
+        begin: str | None = None,
     ) -> None:
         self._pool = pool
         # asyncpg's pool queues waiters in an asyncio.Queue, where a task that asks just as a
@@ -111,7 +110,8 @@ class Database:
         # the back: under saturation some requests starve into the timeout. This semaphore
         # serves waiters first come, first served.
         self._turns = asyncio.Semaphore(size)
-        self._begin = _begin(role) if pooled else None
+        # What opens each operation's transaction; None: autocommit.
+        self._begin = begin
         self._acquire_timeout = acquire_timeout
         self._statement_loggers: list[StatementLogger] = []
 
@@ -121,7 +121,7 @@ class Database:
         target = _target(config)
         # A direct connection takes the role for its whole session, at no cost per operation;
         # behind a pooler each transaction takes it, as sessions are shared with others.
-        session_role = config.role if not target.pooled else None
+        session_role = None if target.pooled else config.role
         pool = await asyncpg.create_pool(
             target.dsn,
             min_size=0,
@@ -134,9 +134,8 @@ class Database:
         return cls(
             pool,
             size=config.pool_size,
-            pooled=target.pooled,
             acquire_timeout=config.pool_timeout_seconds,
-            role=config.role,
+            begin=_begin(config.role) if target.pooled else None,
         )
 
     async def close(self) -> None:

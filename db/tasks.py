@@ -28,6 +28,7 @@ from sqlalchemy import (
     tuple_,
 )
 from sqlalchemy.dialects.postgresql import ARRAY
+from sqlalchemy.sql.functions import Function
 
 from db.statements import Connection, Statement, compiled
 from db.tables import due_date_key, tasks
@@ -351,9 +352,8 @@ def _list_statement(
         inclusive=inclusive,
         limited=limited,
     )
-    if offset:
-        return compiled(as_viewer(query, offset=bindparam("offset", type_=BigInteger)))
-    return compiled(as_viewer(query))
+    skipped = bindparam("offset", type_=BigInteger) if offset else _NO_OFFSET
+    return compiled(as_viewer(query, offset=skipped))
 
 
 @cache
@@ -409,26 +409,22 @@ def _matching(filter_shape: _FilterShape) -> list[ColumnElement[bool]]:
 
 
 # The writes: functions of migration 0004, each setting the owner before its statement.
-_UPDATE = compiled(
-    select(
-        *func.taskql_update_task(
-            _OWNER,
-            _TASK_ID,
-            _VERSION,
-            bindparam("changed", type_=ARRAY(tasks.c.title.type)),
-            *_written_values(),
-        )
-        .table_valued(*(column.name for column in _COLUMNS))
-        .c
+def _tasks_returned_by(function: Function[Any]) -> Statement:
+    """SELECT the task columns of the rows a write function returns."""
+    rows = function.table_valued(*(column.name for column in _COLUMNS))
+    return compiled(select(*rows.c))
+
+
+_UPDATE = _tasks_returned_by(
+    func.taskql_update_task(
+        _OWNER,
+        _TASK_ID,
+        _VERSION,
+        bindparam("changed", type_=ARRAY(tasks.c.title.type)),
+        *_written_values(),
     )
 )
-_TOGGLE = compiled(
-    select(
-        *func.taskql_toggle_task(_OWNER, _TASK_ID, _VERSION)
-        .table_valued(*(column.name for column in _COLUMNS))
-        .c
-    )
-)
+_TOGGLE = _tasks_returned_by(func.taskql_toggle_task(_OWNER, _TASK_ID, _VERSION))
 _DELETE = compiled(select(func.taskql_delete_task(_OWNER, _TASK_ID, _VERSION)))
 
 
