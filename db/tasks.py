@@ -10,10 +10,9 @@ no task at all.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from datetime import datetime
 from functools import cache
-from typing import Any, Literal, NamedTuple
+from typing import Any, Literal, Protocol, TypeAlias
 
 from sqlalchemy import (
     BigInteger,
@@ -37,59 +36,46 @@ from db.tables import due_date_key, tasks
 _WRITABLE_COLUMNS = ("title", "description", "due_date", "completed")
 UPDATABLE_COLUMNS = frozenset(_WRITABLE_COLUMNS)
 
-
-class Task(NamedTuple):
-    """A stored task as the domain sees it.
-
-    A named tuple rather than a frozen dataclass: made from a row in one C call, where a
-    frozen dataclass sets each field through object.__setattr__ (a list of 20 tasks took
-    about 4% of a worker's time that way).
-    """
-
-    id: int
-    title: str
-    description: str
-    completed: bool
-    due_date: datetime | None
-    created_at: datetime
-    updated_at: datetime
-    version: int
-
-
 SortField = Literal["created_at", "due_date", "title", "updated_at"]
+# What reads and writes return (an asyncpg Record): a task's columns in _COLUMNS' order, from
+# which resolvers.domain.Task is made in one call.
+Row: TypeAlias = Sequence[Any]
 
 
-@dataclass(frozen=True, slots=True)
-class TaskFilter:
-    """Which of the owner's tasks to list; every condition given must hold."""
+class ListFilter(Protocol):
+    """What a listing's filter says (resolvers.domain.TaskFilter is one); None: no condition."""
 
-    completed: bool | None = None
-    due_before: datetime | None = None
-    due_after: datetime | None = None
-    # Due in the past and not completed.
-    overdue: bool | None = None
-    # Case-insensitive substring of the title or the description; wildcards are literal.
-    search: str | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class TaskOrder:
-    """A sort field and direction; the id breaks ties, undated tasks come last either way."""
-
-    field: SortField = "created_at"
-    descending: bool = False
+    @property
+    def completed(self) -> bool | None: ...
+    @property
+    def due_before(self) -> datetime | None: ...
+    @property
+    def due_after(self) -> datetime | None: ...
+    @property
+    def overdue(self) -> bool | None: ...
+    @property
+    def search(self) -> str | None: ...
 
 
-@dataclass(frozen=True, slots=True)
-class Position:
-    """A task's place in an order: its value of the sort field, then its id."""
+class ListOrder(Protocol):
+    """A listing's sort field and direction (resolvers.domain.TaskOrder is one); hashable,
+    as compiled statements are cached by it."""
 
-    value: Any
-    task_id: int
+    @property
+    def field(self) -> SortField: ...
+    @property
+    def descending(self) -> bool: ...
+    def __hash__(self) -> int: ...
 
 
-NO_FILTER = TaskFilter()
-DEFAULT_ORDER = TaskOrder()
+class ListPosition(Protocol):
+    """A place in a listing: the sort field's value, then the task id."""
+
+    @property
+    def value(self) -> Any: ...
+    @property
+    def task_id(self) -> int: ...
+
 
 _COLUMNS = (
     tasks.c.id,
@@ -131,9 +117,6 @@ def as_viewer(query: Select[Any], *, offset: ColumnElement[Any] = _NO_OFFSET) ->
     return select(*scoped.c).select_from(_VIEWER.join(scoped, true()))
 
 
-_task = Task._make
-
-
 def _written_values() -> list[ColumnElement[Any]]:
     """Parameters for the writable columns, named after them."""
     return [bindparam(name, type_=tasks.c[name].type) for name in _WRITABLE_COLUMNS]
@@ -170,8 +153,8 @@ async def insert_task(
     description: str,
     due_date: datetime | None,
     completed: bool,
-) -> Task:
-    row = await _INSERT.fetchrow(
+) -> Row:
+    row: Row = await _INSERT.fetchrow(
         conn,
         owner_id=owner_id,
         title=title,
@@ -179,33 +162,32 @@ async def insert_task(
         due_date=due_date,
         completed=completed,
     )
-    return _task(row)
+    return row
 
 
-async def select_task(conn: Connection, *, owner_id: str, task_id: int) -> Task | None:
-    row = await _SELECT_ONE.fetchrow(conn, owner_id=owner_id, task_id=task_id)
-    return None if row is None else _task(row)
+async def select_task(conn: Connection, *, owner_id: str, task_id: int) -> Row | None:
+    row: Row | None = await _SELECT_ONE.fetchrow(conn, owner_id=owner_id, task_id=task_id)
+    return row
 
 
 async def select_tasks_by_id(
     conn: Connection, *, owner_id: str, task_ids: Sequence[int]
-) -> list[Task]:
+) -> list[Row]:
     """The owner's tasks among `task_ids`, in no particular order; others' ids match nothing."""
-    rows = await _SELECT_BY_ID.fetch(conn, owner_id=owner_id, task_ids=list(task_ids))
-    return list(map(_task, rows))
+    return await _SELECT_BY_ID.fetch(conn, owner_id=owner_id, task_ids=list(task_ids))
 
 
 async def select_tasks(
     conn: Connection,
     *,
     owner_id: str,
-    filters: TaskFilter = NO_FILTER,
-    order: TaskOrder = DEFAULT_ORDER,
-    after: Position | None = None,
+    filters: ListFilter,
+    order: ListOrder,
+    after: ListPosition | None = None,
     backwards: bool = False,
     limit: int | None = None,
     offset: int = 0,
-) -> list[Task]:
+) -> list[Row]:
     """The owner's tasks matching `filters`, in `order` (reversed when walking `backwards`)."""
     sql, arguments = list_sql(
         owner_id=owner_id,
@@ -216,15 +198,15 @@ async def select_tasks(
         limit=limit,
         offset=offset,
     )
-    return list(map(_task, await conn.fetch(sql, *arguments)))
+    return list(await conn.fetch(sql, *arguments))
 
 
 def list_sql(
     *,
     owner_id: str,
-    filters: TaskFilter = NO_FILTER,
-    order: TaskOrder = DEFAULT_ORDER,
-    after: Position | None = None,
+    filters: ListFilter,
+    order: ListOrder,
+    after: ListPosition | None = None,
     backwards: bool = False,
     limit: int | None = None,
     offset: int = 0,
@@ -247,9 +229,9 @@ async def task_exists_from(
     conn: Connection,
     *,
     owner_id: str,
-    filters: TaskFilter,
-    order: TaskOrder,
-    position: Position,
+    filters: ListFilter,
+    order: ListOrder,
+    position: ListPosition,
     backwards: bool,
 ) -> bool:
     """Whether a matching task sits at `position` or beyond it in the walking direction."""
@@ -258,7 +240,7 @@ async def task_exists_from(
     return found is not None
 
 
-async def count_tasks(conn: Connection, *, owner_id: str, filters: TaskFilter = NO_FILTER) -> int:
+async def count_tasks(conn: Connection, *, owner_id: str, filters: ListFilter) -> int:
     statement = _count_statement(_filter_shape(filters))
     return int(await statement.fetchval(conn, **_list_values(owner_id, filters, None)))
 
@@ -267,7 +249,7 @@ async def count_tasks(conn: Connection, *, owner_id: str, filters: TaskFilter = 
 _FilterShape = tuple[bool, bool, bool, bool | None, bool]
 
 
-def _filter_shape(filters: TaskFilter) -> _FilterShape:
+def _filter_shape(filters: ListFilter) -> _FilterShape:
     return (
         filters.completed is not None,
         filters.due_before is not None,
@@ -277,7 +259,7 @@ def _filter_shape(filters: TaskFilter) -> _FilterShape:
     )
 
 
-def _list_values(owner_id: str, filters: TaskFilter, after: Position | None) -> dict[str, Any]:
+def _list_values(owner_id: str, filters: ListFilter, after: ListPosition | None) -> dict[str, Any]:
     values: dict[str, Any] = {
         "owner_id": owner_id,
         "completed": filters.completed,
@@ -299,7 +281,7 @@ def _escape_like(text: str) -> str:
 
 def task_list_query(
     filter_shape: _FilterShape,
-    order: TaskOrder,
+    order: ListOrder,
     *,
     keyset: bool,
     backwards: bool,
@@ -336,7 +318,7 @@ def task_list_query(
 @cache
 def _list_statement(
     filter_shape: _FilterShape,
-    order: TaskOrder,
+    order: ListOrder,
     *,
     keyset: bool,
     backwards: bool,
@@ -358,7 +340,7 @@ def _list_statement(
 
 @cache
 def _exists_statement(
-    filter_shape: _FilterShape, order: TaskOrder, *, backwards: bool
+    filter_shape: _FilterShape, order: ListOrder, *, backwards: bool
 ) -> Statement:
     query = task_list_query(
         filter_shape,
@@ -378,7 +360,7 @@ def _count_statement(filter_shape: _FilterShape) -> Statement:
     return compiled(as_viewer(query))
 
 
-def _sort_key(order: TaskOrder, value: ColumnElement[Any]) -> ColumnElement[Any]:
+def _sort_key(order: ListOrder, value: ColumnElement[Any]) -> ColumnElement[Any]:
     """`value` (a column, or a cursor's value) as the sort key of `order`."""
     if order.field == "due_date":
         return due_date_key(value, descending=order.descending)
@@ -435,12 +417,12 @@ async def update_task(
     task_id: int,
     changes: Mapping[str, Any],
     expected_version: int | None = None,
-) -> Task | None:
+) -> Row | None:
     """Apply `changes` atomically; None when no such task or the version did not match."""
     unknown = set(changes) - UPDATABLE_COLUMNS
     if unknown:
         raise ValueError(f"not updatable: {sorted(unknown)}")
-    row = await _UPDATE.fetchrow(
+    row: Row | None = await _UPDATE.fetchrow(
         conn,
         owner_id=owner_id,
         task_id=task_id,
@@ -448,7 +430,7 @@ async def update_task(
         changed=sorted(changes),
         **{name: changes.get(name) for name in _WRITABLE_COLUMNS},
     )
-    return None if row is None else _task(row)
+    return row
 
 
 async def toggle_task(
@@ -457,12 +439,12 @@ async def toggle_task(
     owner_id: str,
     task_id: int,
     expected_version: int | None = None,
-) -> Task | None:
+) -> Row | None:
     """Flip completion in one statement, so concurrent toggles never lose one another."""
-    row = await _TOGGLE.fetchrow(
+    row: Row | None = await _TOGGLE.fetchrow(
         conn, owner_id=owner_id, task_id=task_id, expected_version=expected_version
     )
-    return None if row is None else _task(row)
+    return row
 
 
 async def delete_task(

@@ -14,8 +14,8 @@ from db import tasks as task_queries
 from db.engine import Database
 from db.errors import DatabaseRejectedInput, DatabaseUnavailable
 from db.statements import Connection
-from db.tasks import Task
 from resolvers.auth import Principal, TokenVerifier, bearer_token
+from resolvers.domain import Task, task_from_row
 from resolvers.errors import FieldError, InvalidInput, ServiceUnavailable, Unauthenticated
 from resolvers.ratelimit import RateLimiter
 
@@ -51,7 +51,7 @@ class Context:
             found = await task_queries.select_tasks_by_id(
                 conn, owner_id=owner_id, task_ids=task_ids
             )
-        by_id = {task.id: task for task in found}
+        by_id = {task.id: task for task in map(task_from_row, found)}
         return [by_id.get(task_id) for task_id in task_ids]
 
     @asynccontextmanager

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from db.tasks import Task
+from resolvers.domain import Task
 
 
 @dataclass(frozen=True, slots=True)

@@ -10,7 +10,7 @@ from typing import Any
 
 import orjson
 
-from db.tasks import Position, Task, TaskFilter, TaskOrder
+from resolvers.domain import Position, Task, TaskFilter, TaskOrder
 from resolvers.errors import FieldError, InvalidInput
 
 DEFAULT_PAGE_SIZE = 50

@@ -7,8 +7,8 @@ from typing import Any, NoReturn, TypeVar
 
 from db import tasks as task_queries
 from db.statements import Connection
-from db.tasks import DEFAULT_ORDER, NO_FILTER, Task, TaskFilter, TaskOrder
 from resolvers.context import Context
+from resolvers.domain import DEFAULT_ORDER, NO_FILTER, Task, TaskFilter, TaskOrder, task_from_row
 from resolvers.errors import TaskNotFound, VersionConflict
 from resolvers.pagination import EVERYTHING, PageRequest, TaskPage
 from resolvers.validation import validate_new_task, validate_task_changes
@@ -37,7 +37,7 @@ async def create_task(ctx: Context, *, data: Mapping[str, Any]) -> Task:
     owner_id = ctx.viewer.user_id
     new = validate_new_task(data)
     async with ctx.connection() as conn:
-        return await task_queries.insert_task(
+        row = await task_queries.insert_task(
             conn,
             owner_id=owner_id,
             title=new.title,
@@ -45,6 +45,7 @@ async def create_task(ctx: Context, *, data: Mapping[str, Any]) -> Task:
             due_date=new.due_date,
             completed=new.completed,
         )
+    return task_from_row(row)
 
 
 async def list_tasks(
@@ -69,12 +70,13 @@ async def list_tasks(
             limit=limit,
             offset=page.offset,
         )
-    has_more = page.limit is not None and len(rows) > page.limit
+    tasks = list(map(task_from_row, rows))
+    has_more = page.limit is not None and len(tasks) > page.limit
     if has_more:
-        del rows[page.limit :]
+        del tasks[page.limit :]
     if page.backwards:
-        rows.reverse()
-    return TaskPage(tasks=rows, has_more=has_more, filters=filters, order=order, request=page)
+        tasks.reverse()
+    return TaskPage(tasks=tasks, has_more=has_more, filters=filters, order=order, request=page)
 
 
 async def page_has_next(ctx: Context, *, page: TaskPage) -> bool:
@@ -139,13 +141,14 @@ async def update_task(
         return task
 
     async def update(conn: Connection, owner_id: str, checked_id: int) -> Task | None:
-        return await task_queries.update_task(
+        row = await task_queries.update_task(
             conn,
             owner_id=owner_id,
             task_id=checked_id,
             changes=changes,
             expected_version=expected_version,
         )
+        return None if row is None else task_from_row(row)
 
     return await _write(ctx, task_id, expected_version, update)
 
@@ -154,9 +157,10 @@ async def toggle_task(ctx: Context, *, task_id: int, expected_version: int | Non
     """Flip the viewer's task between done and not done."""
 
     async def toggle(conn: Connection, owner_id: str, checked_id: int) -> Task | None:
-        return await task_queries.toggle_task(
+        row = await task_queries.toggle_task(
             conn, owner_id=owner_id, task_id=checked_id, expected_version=expected_version
         )
+        return None if row is None else task_from_row(row)
 
     return await _write(ctx, task_id, expected_version, toggle)
 
@@ -209,5 +213,5 @@ async def _explain_miss(
     if expected_version is not None:
         current = await task_queries.select_task(conn, owner_id=owner_id, task_id=task_id)
         if current is not None:
-            raise VersionConflict(expected=expected_version, task=current)
+            raise VersionConflict(expected=expected_version, task=task_from_row(current))
     raise TaskNotFound(task_id)

@@ -9,9 +9,13 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from typing import Any
 
-from db.tables import DESCRIPTION_MAX_LENGTH, TITLE_MAX_LENGTH
-from db.tasks import TaskFilter
+from resolvers.domain import TaskFilter
 from resolvers.errors import FieldError, InvalidInput
+
+# A title is 1-255 characters once trimmed; a description is bounded too (PostgreSQL text
+# would take a gigabyte).
+TITLE_MAX_LENGTH = 255
+DESCRIPTION_MAX_LENGTH = 10_000
 
 _LABELS = {
     "title": "Title",

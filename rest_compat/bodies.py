@@ -8,7 +8,7 @@ import orjson
 from starlette.requests import Request
 from starlette.responses import Response
 
-from db.tasks import Task
+from resolvers.domain import Task
 from resolvers.errors import FieldError, InvalidInput
 
 _JSON_TYPES = ("application/json", "")

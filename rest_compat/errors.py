@@ -6,6 +6,7 @@ import logging
 from collections.abc import Callable, Coroutine
 from typing import Any
 
+import orjson
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
@@ -48,6 +49,11 @@ async def unexpected_error(request: Request, error: Exception) -> Response:
     log.error("unexpected error (request %s) on %s", request_id, request.url.path, exc_info=error)
     # Sent from outside the telemetry middleware, which therefore cannot add the header.
     return json_response({"detail": "Internal server error"}, 500, {"X-Request-ID": request_id})
+
+
+def detail_body(message: str) -> bytes:
+    """An error message in FastAPI's shape, for errors raised outside the routes (a 413)."""
+    return orjson.dumps({"detail": message})
 
 
 EXCEPTION_HANDLERS: dict[Any, Handler] = {

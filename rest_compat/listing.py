@@ -6,7 +6,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from typing import Any, cast
 
-from db.tasks import DEFAULT_ORDER, SortField, TaskFilter, TaskOrder
+from resolvers.domain import DEFAULT_ORDER, SortField, TaskFilter, TaskOrder
 from resolvers.errors import FieldError, InvalidInput
 from resolvers.pagination import MAX_PAGE_SIZE, PageRequest
 from resolvers.validation import validate_task_filter

@@ -8,9 +8,13 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from db.tables import DESCRIPTION_MAX_LENGTH, TITLE_MAX_LENGTH
 from resolvers.pagination import MAX_PAGE_SIZE
-from resolvers.validation import DUE_DATE_PATTERN, TITLE_WHITESPACE
+from resolvers.validation import (
+    DESCRIPTION_MAX_LENGTH,
+    DUE_DATE_PATTERN,
+    TITLE_MAX_LENGTH,
+    TITLE_WHITESPACE,
+)
 from rest_compat.bodies import json_response
 from rest_compat.listing import MAX_OFFSET, SORTS
 from rest_compat.routes import IF_MATCH_PATTERN

@@ -8,10 +8,10 @@ from typing import cast
 
 import strawberry
 
-from db.tasks import Task as DomainTask
-from db.tasks import TaskFilter, TaskOrder
 from resolvers import tasks as operations
 from resolvers.context import Context
+from resolvers.domain import Task as DomainTask
+from resolvers.domain import TaskFilter, TaskOrder
 from resolvers.pagination import TaskPage, encode_cursor
 from resolvers.validation import validate_task_filter
 from schema.types import Task, as_graphql

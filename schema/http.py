@@ -25,6 +25,7 @@ from resolvers.errors import AppError, RetryLater
 from schema.build import TaskSchema
 from schema.graphiql import GraphiQL
 
+GRAPHQL_PATH = "/graphql"
 GRAPHQL_RESPONSE = "application/graphql-response+json"
 JSON = "application/json"
 
@@ -47,7 +48,7 @@ class GraphQLEndpoint:
     def routes(self) -> list[Route]:
         # Mounted as an ASGI app, so that every method reaches `handle` and even the 405 for
         # PUT or DELETE is a GraphQL response.
-        return [Route("/graphql", self)]
+        return [Route(GRAPHQL_PATH, self)]
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         response = await self.handle(Request(scope, receive))
@@ -244,6 +245,13 @@ def _status(result: ExecutionResult, executed: bool, media_type: str) -> int:
     if media_type == JSON or executed:
         return 200
     return 400 if "GRAPHQL_PARSE_FAILED" in codes else 422
+
+
+def graphql_error_body(message: str) -> bytes:
+    """A request refused before it reached the endpoint (a 413), as a GraphQL response."""
+    return orjson.dumps(
+        {"errors": [{"message": message, "extensions": {"code": "PAYLOAD_TOO_LARGE"}}]}
+    )
 
 
 def _app_error(error: AppError, media_type: str) -> Response:

@@ -7,8 +7,8 @@ from typing import Annotated
 
 import strawberry
 
-from db.tasks import Task as DomainTask
 from resolvers import tasks as operations
+from resolvers.domain import Task as DomainTask
 from resolvers.errors import InvalidInput, TaskNotFound, VersionConflict
 from schema.query import Info, parse_task_id
 from schema.types import (

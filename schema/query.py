@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import strawberry
 
-from db.tasks import DEFAULT_ORDER, NO_FILTER
 from resolvers import tasks as operations
 from resolvers.context import Context
+from resolvers.domain import DEFAULT_ORDER, NO_FILTER
 from resolvers.errors import TaskNotFound
 from resolvers.pagination import cursor_page
 from schema.connection import TaskConnection, TaskFilterInput, TaskOrderInput

@@ -7,7 +7,7 @@ from typing import cast
 
 import strawberry
 
-from db.tasks import Task as DomainTask
+from resolvers.domain import Task as DomainTask
 from resolvers.errors import AppError, FieldError, InvalidInput, VersionConflict
 
 

@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator, Callable
 import httpx
 import pytest
 
-from rest_compat.guards import graphiql_policy
+from server.guards import graphiql_policy
 from tests.conftest import app_client, make_settings
 from tests.support.responses import assert_no_internals
 

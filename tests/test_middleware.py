@@ -11,8 +11,8 @@ from typing import Any
 import httpx
 import pytest
 
-from rest_compat.logs import JsonFormatter
 from schema.http import _operation_name
+from server.logs import JsonFormatter
 
 Auth = Callable[[str], dict[str, str]]
 

@@ -13,6 +13,7 @@ from db import tasks as task_queries
 from db.engine import Database, DatabaseConfig
 from db.statements import compiled
 from db.tables import tasks
+from resolvers.domain import DEFAULT_ORDER, NO_FILTER
 
 APP_ROLE = "taskql_app"
 
@@ -101,8 +102,10 @@ async def test_a_statement_that_names_no_owner_touches_nothing(
 
 async def test_the_owner_setting_ends_with_its_statement(database: Database) -> None:
     async with database.connect() as conn:
-        listed = await task_queries.select_tasks(conn, owner_id="alice")
-        assert [task.title for task in listed] == ["alice 1", "alice 2"]
+        listed = await task_queries.select_tasks(
+            conn, owner_id="alice", filters=NO_FILTER, order=DEFAULT_ORDER
+        )
+        assert [row["title"] for row in listed] == ["alice 1", "alice 2"]
         # The same session, next statement: no owner, so no rows.
         assert await conn.fetchval("SELECT current_setting('app.user_id', true)") in ("", None)
         assert await conn.fetchval("SELECT count(*) FROM tasks") == 0
@@ -144,15 +147,20 @@ async def test_the_write_functions_act_for_the_owner_they_name(
     database: Database, seeded: str
 ) -> None:
     async with database.connect() as conn:
-        [bob_task] = await task_queries.select_tasks(conn, owner_id="bob")
+        [bob_task] = await task_queries.select_tasks(
+            conn, owner_id="bob", filters=NO_FILTER, order=DEFAULT_ORDER
+        )
         for owner_id in ("alice", "mallory"):
             assert (
-                await task_queries.toggle_task(conn, owner_id=owner_id, task_id=bob_task.id) is None
+                await task_queries.toggle_task(conn, owner_id=owner_id, task_id=bob_task["id"])
+                is None
             )
-            assert not await task_queries.delete_task(conn, owner_id=owner_id, task_id=bob_task.id)
-        toggled = await task_queries.toggle_task(conn, owner_id="bob", task_id=bob_task.id)
+            assert not await task_queries.delete_task(
+                conn, owner_id=owner_id, task_id=bob_task["id"]
+            )
+        toggled = await task_queries.toggle_task(conn, owner_id="bob", task_id=bob_task["id"])
     assert toggled is not None
-    assert toggled.completed
+    assert toggled["completed"]
     assert await _all_titles(seeded) == ["alice 1", "alice 2", "bob secret"]
 
 
@@ -164,9 +172,11 @@ async def test_any_owner_id_names_exactly_that_owner(database: Database, owner_i
         created = await task_queries.insert_task(
             conn, owner_id=owner_id, title="x", description="", due_date=None, completed=False
         )
-        listed = await task_queries.select_tasks(conn, owner_id=owner_id)
-        assert [task.id for task in listed] == [created.id]
-        assert await task_queries.count_tasks(conn, owner_id="alice") == 2
+        listed = await task_queries.select_tasks(
+            conn, owner_id=owner_id, filters=NO_FILTER, order=DEFAULT_ORDER
+        )
+        assert [row["id"] for row in listed] == [created["id"]]
+        assert await task_queries.count_tasks(conn, owner_id="alice", filters=NO_FILTER) == 2
 
 
 async def test_without_a_role_the_login_acts_and_the_owner_filter_is_the_guard(
@@ -178,8 +188,10 @@ async def test_without_a_role_the_login_acts_and_the_owner_filter_is_the_guard(
         async with database.connect() as conn:
             assert await conn.fetchval("SELECT current_user") != APP_ROLE
             assert await conn.fetchval("SELECT count(*) FROM tasks") == 3
-            listed = await task_queries.select_tasks(conn, owner_id="alice")
-            assert [task.title for task in listed] == ["alice 1", "alice 2"]
+            listed = await task_queries.select_tasks(
+                conn, owner_id="alice", filters=NO_FILTER, order=DEFAULT_ORDER
+            )
+            assert [row["title"] for row in listed] == ["alice 1", "alice 2"]
     finally:
         await database.close()
 
@@ -212,8 +224,10 @@ async def test_the_role_is_taken_whatever_its_name(
         async with database.connect() as conn:
             assert await conn.fetchval("SELECT current_user") == awkward_role
             assert conn.is_in_transaction() is pooler
-            listed = await task_queries.select_tasks(conn, owner_id="alice")
-            assert [task.title for task in listed] == ["alice 1", "alice 2"]
+            listed = await task_queries.select_tasks(
+                conn, owner_id="alice", filters=NO_FILTER, order=DEFAULT_ORDER
+            )
+            assert [row["title"] for row in listed] == ["alice 1", "alice 2"]
     finally:
         await database.close()
 

@@ -8,7 +8,8 @@ from datetime import UTC, datetime
 import asyncpg
 import pytest
 
-from db.tasks import Position, TaskFilter, TaskOrder, list_sql
+from db.tasks import list_sql
+from resolvers.domain import Position, TaskFilter, TaskOrder
 from tests.support.graphql import seed_tasks
 from tests.test_task_listing import task_rows
 

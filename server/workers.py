@@ -24,16 +24,15 @@ from uvicorn.config import STARTUP_FAILURE
 
 log = logging.getLogger(__name__)
 
-APP = "main:create_app"
-
 
 def supported() -> bool:
     """Whether this platform can give each worker a socket of its own (not Windows)."""
     return hasattr(socket, "SO_REUSEPORT")
 
 
-def serve(host: str, port: int, workers: int, options: dict[str, Any]) -> int:
-    """Run `workers` uvicorn servers of the app until SIGTERM or SIGINT; the exit status.
+def serve(app: str, host: str, port: int, workers: int, options: dict[str, Any]) -> int:
+    """Run `workers` uvicorn servers of the app factory `app` ("module:function") until
+    SIGTERM or SIGINT; the exit status.
 
     `options` are uvicorn.Config keywords. A worker that exits on its own is replaced,
     unless it failed to start (port taken, app start-up failed), which would only repeat:
@@ -45,7 +44,7 @@ def serve(host: str, port: int, workers: int, options: dict[str, Any]) -> int:
         signal.signal(signum, lambda *_: stopping.set())
 
     def start() -> BaseProcess:
-        process = context.Process(target=_run_worker, args=(host, port, options))
+        process = context.Process(target=_run_worker, args=(app, host, port, options))
         process.start()
         return process
 
@@ -70,13 +69,13 @@ def serve(host: str, port: int, workers: int, options: dict[str, Any]) -> int:
     return status
 
 
-def _run_worker(host: str, port: int, options: dict[str, Any]) -> None:
+def _run_worker(app: str, host: str, port: int, options: dict[str, Any]) -> None:
     try:
         listening = _reuse_port_socket(host, port)
     except OSError as error:
         log.error("cannot listen on %s:%d: %s", host, port, error)
         raise SystemExit(STARTUP_FAILURE) from error
-    server = uvicorn.Server(uvicorn.Config(APP, factory=True, host=host, port=port, **options))
+    server = uvicorn.Server(uvicorn.Config(app, factory=True, host=host, port=port, **options))
     server.run(sockets=[listening])
     if not server.started:
         raise SystemExit(STARTUP_FAILURE)
