@@ -68,3 +68,51 @@ Index(
     due_date_key(tasks.c.due_date, descending=True),
     tasks.c.id,
 )
+
+
+def _task_snapshot() -> list[Column[Any]]:
+    """The task as one change left it (only id and version for a deletion), in Task's order."""
+    return [
+        Column("task_id", BigInteger),
+        Column("title", Text),
+        Column("description", Text),
+        Column("completed", Boolean),
+        Column("due_date", DateTime(timezone=True)),
+        Column("task_created_at", DateTime(timezone=True)),
+        Column("task_updated_at", DateTime(timezone=True)),
+        Column("version", Integer),
+    ]
+
+
+# Each owner's last event position (migration 0005): taking the next one locks this row until
+# the write commits, so one owner's events commit in position order.
+task_streams = Table(
+    "task_streams",
+    metadata,
+    Column("owner_id", Text, primary_key=True),
+    Column("position", BigInteger, nullable=False),
+)
+
+# One row per committed change, written by the same statement as the change.
+task_events = Table(
+    "task_events",
+    metadata,
+    Column("owner_id", Text, primary_key=True),
+    Column("position", BigInteger, primary_key=True),
+    Column("kind", Text, nullable=False),
+    *_task_snapshot(),
+    Column("recorded_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Index("task_events_recorded_idx", "recorded_at"),
+)
+
+# A write's idempotency key with the request's fingerprint and the outcome to replay.
+idempotency_keys = Table(
+    "idempotency_keys",
+    metadata,
+    Column("owner_id", Text, primary_key=True),
+    Column("key", Text, primary_key=True),
+    Column("fingerprint", Text, nullable=False),
+    *_task_snapshot(),
+    Column("recorded_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Index("idempotency_keys_recorded_idx", "recorded_at"),
+)

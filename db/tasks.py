@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from datetime import datetime
 from functools import cache
-from typing import Any, Literal, Protocol, TypeAlias
+from typing import Any, Literal, NamedTuple, Protocol, TypeAlias
 
 from sqlalchemy import (
     BigInteger,
@@ -20,14 +20,12 @@ from sqlalchemy import (
     Select,
     bindparam,
     func,
-    insert,
     literal_column,
     select,
     true,
     tuple_,
 )
 from sqlalchemy.dialects.postgresql import ARRAY
-from sqlalchemy.sql.functions import Function
 
 from db.statements import Connection, Statement, compiled
 from db.tables import due_date_key, tasks
@@ -122,16 +120,6 @@ def _written_values() -> list[ColumnElement[Any]]:
     return [bindparam(name, type_=tasks.c[name].type) for name in _WRITABLE_COLUMNS]
 
 
-# INSERT ... SELECT from the viewer: the row is made, and checked against the policy, after
-# set_config has run.
-_INSERT = compiled(
-    insert(tasks)
-    .from_select(
-        ["owner_id", *_WRITABLE_COLUMNS],
-        select(_VIEWER_OWNER, *_written_values()),
-    )
-    .returning(*_COLUMNS)
-)
 _SELECT_ONE = compiled(
     as_viewer(select(*_COLUMNS).where(tasks.c.owner_id == _OWNER, tasks.c.id == _TASK_ID))
 )
@@ -143,26 +131,6 @@ _SELECT_BY_ID = compiled(
         )
     )
 )
-
-
-async def insert_task(
-    conn: Connection,
-    *,
-    owner_id: str,
-    title: str,
-    description: str,
-    due_date: datetime | None,
-    completed: bool,
-) -> Row:
-    row: Row = await _INSERT.fetchrow(
-        conn,
-        owner_id=owner_id,
-        title=title,
-        description=description,
-        due_date=due_date,
-        completed=completed,
-    )
-    return row
 
 
 async def select_task(conn: Connection, *, owner_id: str, task_id: int) -> Row | None:
@@ -390,24 +358,92 @@ def _matching(filter_shape: _FilterShape) -> list[ColumnElement[bool]]:
     return clauses
 
 
-# The writes: functions of migration 0004, each setting the owner before its statement.
-def _tasks_returned_by(function: Function[Any]) -> Statement:
-    """SELECT the task columns of the rows a write function returns."""
-    rows = function.table_valued(*(column.name for column in _COLUMNS))
+# The writes: functions of migration 0005. Each sets the owner first, claims the request's
+# idempotency key when it has one, changes the task, records the event in the owner's stream
+# and keeps the outcome with the key: one statement, one round trip, its own transaction.
+# Why functions: PostgreSQL orders nothing between the parts of one UPDATE or DELETE, so
+# the planner could scan `tasks` before set_config ran (see migration 0004).
+
+
+class WriteOutcome(NamedTuple):
+    """What a write function did: the task's row (id and version only, for a deletion), or
+    a replay of what an earlier request with the same key did, or nothing (key_reused)."""
+
+    task: Row | None
+    replayed: bool
+    # The key was used before with another request; nothing was written.
+    key_reused: bool
+
+
+def _write(function: Any) -> Statement:
+    """SELECT the outcome columns of a write function: replayed, key_reused, then the task."""
+    rows = function.table_valued("replayed", "key_reused", *(column.name for column in _COLUMNS))
     return compiled(select(*rows.c))
 
 
-_UPDATE = _tasks_returned_by(
+_KEY = (
+    bindparam("idempotency_key", type_=tasks.c.title.type),
+    bindparam("fingerprint", type_=tasks.c.title.type),
+)
+_CREATE = _write(func.taskql_create_task(_OWNER, *_written_values(), *_KEY))
+_UPDATE = _write(
     func.taskql_update_task(
         _OWNER,
         _TASK_ID,
         _VERSION,
         bindparam("changed", type_=ARRAY(tasks.c.title.type)),
         *_written_values(),
+        *_KEY,
     )
 )
-_TOGGLE = _tasks_returned_by(func.taskql_toggle_task(_OWNER, _TASK_ID, _VERSION))
-_DELETE = compiled(select(func.taskql_delete_task(_OWNER, _TASK_ID, _VERSION)))
+_TOGGLE = _write(func.taskql_toggle_task(_OWNER, _TASK_ID, _VERSION, *_KEY))
+_DELETE = _write(func.taskql_delete_task(_OWNER, _TASK_ID, _VERSION, *_KEY))
+
+
+def _outcome(row: Row | None) -> WriteOutcome | None:
+    if row is None:
+        return None
+    return WriteOutcome(task=None if row[1] else row[2:], replayed=row[0], key_reused=row[1])
+
+
+class Idempotency(Protocol):
+    """A write's idempotency key and the fingerprint of the request that carried it
+    (resolvers.domain.IdempotencyKey is one)."""
+
+    @property
+    def key(self) -> str: ...
+    @property
+    def fingerprint(self) -> str: ...
+
+
+def _key_values(idempotency: Idempotency | None) -> dict[str, str | None]:
+    if idempotency is None:
+        return {"idempotency_key": None, "fingerprint": None}
+    return {"idempotency_key": idempotency.key, "fingerprint": idempotency.fingerprint}
+
+
+async def insert_task(
+    conn: Connection,
+    *,
+    owner_id: str,
+    title: str,
+    description: str,
+    due_date: datetime | None,
+    completed: bool,
+    idempotency: Idempotency | None = None,
+) -> WriteOutcome:
+    row = await _CREATE.fetchrow(
+        conn,
+        owner_id=owner_id,
+        title=title,
+        description=description,
+        due_date=due_date,
+        completed=completed,
+        **_key_values(idempotency),
+    )
+    outcome = _outcome(row)
+    assert outcome is not None  # a create always writes, or replays
+    return outcome
 
 
 async def update_task(
@@ -417,20 +453,22 @@ async def update_task(
     task_id: int,
     changes: Mapping[str, Any],
     expected_version: int | None = None,
-) -> Row | None:
+    idempotency: Idempotency | None = None,
+) -> WriteOutcome | None:
     """Apply `changes` atomically; None when no such task or the version did not match."""
     unknown = set(changes) - UPDATABLE_COLUMNS
     if unknown:
         raise ValueError(f"not updatable: {sorted(unknown)}")
-    row: Row | None = await _UPDATE.fetchrow(
+    row = await _UPDATE.fetchrow(
         conn,
         owner_id=owner_id,
         task_id=task_id,
         expected_version=expected_version,
         changed=sorted(changes),
         **{name: changes.get(name) for name in _WRITABLE_COLUMNS},
+        **_key_values(idempotency),
     )
-    return row
+    return _outcome(row)
 
 
 async def toggle_task(
@@ -439,12 +477,17 @@ async def toggle_task(
     owner_id: str,
     task_id: int,
     expected_version: int | None = None,
-) -> Row | None:
+    idempotency: Idempotency | None = None,
+) -> WriteOutcome | None:
     """Flip completion in one statement, so concurrent toggles never lose one another."""
-    row: Row | None = await _TOGGLE.fetchrow(
-        conn, owner_id=owner_id, task_id=task_id, expected_version=expected_version
+    row = await _TOGGLE.fetchrow(
+        conn,
+        owner_id=owner_id,
+        task_id=task_id,
+        expected_version=expected_version,
+        **_key_values(idempotency),
     )
-    return row
+    return _outcome(row)
 
 
 async def delete_task(
@@ -453,9 +496,14 @@ async def delete_task(
     owner_id: str,
     task_id: int,
     expected_version: int | None = None,
-) -> bool:
-    """True when the task was deleted by this statement."""
-    deleted = await _DELETE.fetchval(
-        conn, owner_id=owner_id, task_id=task_id, expected_version=expected_version
+    idempotency: Idempotency | None = None,
+) -> WriteOutcome | None:
+    """Delete the task; None when no such task or the version did not match."""
+    row = await _DELETE.fetchrow(
+        conn,
+        owner_id=owner_id,
+        task_id=task_id,
+        expected_version=expected_version,
+        **_key_values(idempotency),
     )
-    return deleted is not None
+    return _outcome(row)

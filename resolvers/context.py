@@ -29,6 +29,9 @@ class Context:
     request_id: str = "-"
     # Called on each database outage; main.py counts them in the metrics.
     on_database_unavailable: Callable[[], None] | None = None
+    # Set by a write that replayed the stored outcome of an earlier request with the same
+    # idempotency key instead of writing again; the doors mark such responses as replays.
+    replayed: bool = field(default=False, init=False)
     _task_loader: DataLoader[int, Task | None] | None = field(default=None, init=False)
 
     @property

@@ -67,3 +67,12 @@ class Position:
 
 NO_FILTER = TaskFilter()
 DEFAULT_ORDER = TaskOrder()
+
+
+@dataclass(frozen=True, slots=True)
+class IdempotencyKey:
+    """A write's Idempotency-Key, scoped to its user, and the fingerprint of the request that
+    carried it: a retry with the same key and fingerprint replays the first one's outcome."""
+
+    key: str
+    fingerprint: str

@@ -80,6 +80,19 @@ class InvalidInput(AppError):
         self.errors = errors
 
 
+class IdempotencyKeyReused(AppError):
+    """The Idempotency-Key was used before with a different request: nothing was done."""
+
+    code = "IDEMPOTENCY_KEY_REUSED"
+    status = 422
+
+    def __init__(self) -> None:
+        super().__init__(
+            "This Idempotency-Key was already used for a different request; "
+            "use a new key for a new request"
+        )
+
+
 class RetryLater(AppError):
     """Refused for now; the client may try again after `retry_after` seconds."""
 

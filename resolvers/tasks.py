@@ -3,13 +3,22 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Mapping
-from typing import Any, NoReturn, TypeVar
+from typing import Any, NoReturn
 
 from db import tasks as task_queries
 from db.statements import Connection
+from db.tasks import Row, WriteOutcome
 from resolvers.context import Context
-from resolvers.domain import DEFAULT_ORDER, NO_FILTER, Task, TaskFilter, TaskOrder, task_from_row
-from resolvers.errors import TaskNotFound, VersionConflict
+from resolvers.domain import (
+    DEFAULT_ORDER,
+    NO_FILTER,
+    IdempotencyKey,
+    Task,
+    TaskFilter,
+    TaskOrder,
+    task_from_row,
+)
+from resolvers.errors import IdempotencyKeyReused, TaskNotFound, VersionConflict
 from resolvers.pagination import EVERYTHING, PageRequest, TaskPage
 from resolvers.validation import validate_new_task, validate_task_changes
 
@@ -32,20 +41,23 @@ def _never_matches(expected_version: int | None) -> bool:
     return expected_version is not None and expected_version not in _VERSION_RANGE
 
 
-async def create_task(ctx: Context, *, data: Mapping[str, Any]) -> Task:
+async def create_task(
+    ctx: Context, *, data: Mapping[str, Any], idempotency: IdempotencyKey | None = None
+) -> Task:
     """Create a task for the viewer from untrusted input."""
     owner_id = ctx.viewer.user_id
     new = validate_new_task(data)
     async with ctx.connection() as conn:
-        row = await task_queries.insert_task(
+        outcome = await task_queries.insert_task(
             conn,
             owner_id=owner_id,
             title=new.title,
             description=new.description,
             due_date=new.due_date,
             completed=new.completed,
+            idempotency=idempotency,
         )
-    return task_from_row(row)
+    return task_from_row(_written(ctx, outcome))
 
 
 async def list_tasks(
@@ -131,6 +143,7 @@ async def update_task(
     task_id: int,
     data: Mapping[str, Any],
     expected_version: int | None = None,
+    idempotency: IdempotencyKey | None = None,
 ) -> Task:
     """Set the fields present in `data`; absent fields keep their value."""
     changes = validate_task_changes(data)
@@ -140,62 +153,89 @@ async def update_task(
         _check_version(task, expected_version)
         return task
 
-    async def update(conn: Connection, owner_id: str, checked_id: int) -> Task | None:
-        row = await task_queries.update_task(
+    async def update(conn: Connection, owner_id: str, checked_id: int) -> WriteOutcome | None:
+        return await task_queries.update_task(
             conn,
             owner_id=owner_id,
             task_id=checked_id,
             changes=changes,
             expected_version=expected_version,
+            idempotency=idempotency,
         )
-        return None if row is None else task_from_row(row)
 
-    return await _write(ctx, task_id, expected_version, update)
+    return task_from_row(await _write(ctx, task_id, expected_version, update))
 
 
-async def toggle_task(ctx: Context, *, task_id: int, expected_version: int | None = None) -> Task:
+async def toggle_task(
+    ctx: Context,
+    *,
+    task_id: int,
+    expected_version: int | None = None,
+    idempotency: IdempotencyKey | None = None,
+) -> Task:
     """Flip the viewer's task between done and not done."""
 
-    async def toggle(conn: Connection, owner_id: str, checked_id: int) -> Task | None:
-        row = await task_queries.toggle_task(
-            conn, owner_id=owner_id, task_id=checked_id, expected_version=expected_version
+    async def toggle(conn: Connection, owner_id: str, checked_id: int) -> WriteOutcome | None:
+        return await task_queries.toggle_task(
+            conn,
+            owner_id=owner_id,
+            task_id=checked_id,
+            expected_version=expected_version,
+            idempotency=idempotency,
         )
-        return None if row is None else task_from_row(row)
 
-    return await _write(ctx, task_id, expected_version, toggle)
+    return task_from_row(await _write(ctx, task_id, expected_version, toggle))
 
 
-async def delete_task(ctx: Context, *, task_id: int, expected_version: int | None = None) -> None:
+async def delete_task(
+    ctx: Context,
+    *,
+    task_id: int,
+    expected_version: int | None = None,
+    idempotency: IdempotencyKey | None = None,
+) -> None:
     """Delete the viewer's task."""
 
-    async def delete(conn: Connection, owner_id: str, checked_id: int) -> bool | None:
-        deleted = await task_queries.delete_task(
-            conn, owner_id=owner_id, task_id=checked_id, expected_version=expected_version
+    async def delete(conn: Connection, owner_id: str, checked_id: int) -> WriteOutcome | None:
+        return await task_queries.delete_task(
+            conn,
+            owner_id=owner_id,
+            task_id=checked_id,
+            expected_version=expected_version,
+            idempotency=idempotency,
         )
-        return deleted or None
 
     await _write(ctx, task_id, expected_version, delete)
-
-
-Written = TypeVar("Written")
 
 
 async def _write(
     ctx: Context,
     task_id: int,
     expected_version: int | None,
-    write: Callable[[Connection, str, int], Awaitable[Written | None]],
-) -> Written:
-    """Run one atomic conditional write on the viewer's task; explain it if it matched nothing."""
+    write: Callable[[Connection, str, int], Awaitable[WriteOutcome | None]],
+) -> Row:
+    """Run one atomic conditional write on the viewer's task; explain it if it matched nothing.
+
+    The row is the task as written (its id and version alone, for a deletion).
+    """
     owner_id = ctx.viewer.user_id
     checked_id = _checked_id(task_id)
     async with ctx.connection() as conn:
         if _never_matches(expected_version):
             await _explain_miss(conn, owner_id, checked_id, expected_version)
-        written = await write(conn, owner_id, checked_id)
-        if written is None:
+        outcome = await write(conn, owner_id, checked_id)
+        if outcome is None:
             await _explain_miss(conn, owner_id, checked_id, expected_version)
-        return written
+        return _written(ctx, outcome)
+
+
+def _written(ctx: Context, outcome: WriteOutcome) -> Row:
+    """The written (or replayed) task's row; a key used before for another request is refused."""
+    if outcome.key_reused:
+        raise IdempotencyKeyReused()
+    assert outcome.task is not None
+    ctx.replayed = outcome.replayed
+    return outcome.task
 
 
 def _check_version(task: Task, expected_version: int | None) -> None:

@@ -160,7 +160,8 @@ async def test_the_write_functions_act_for_the_owner_they_name(
             )
         toggled = await task_queries.toggle_task(conn, owner_id="bob", task_id=bob_task["id"])
     assert toggled is not None
-    assert toggled["completed"]
+    assert toggled.task is not None
+    assert toggled.task[3]  # completed
     assert await _all_titles(seeded) == ["alice 1", "alice 2", "bob secret"]
 
 
@@ -175,7 +176,8 @@ async def test_any_owner_id_names_exactly_that_owner(database: Database, owner_i
         listed = await task_queries.select_tasks(
             conn, owner_id=owner_id, filters=NO_FILTER, order=DEFAULT_ORDER
         )
-        assert [row["id"] for row in listed] == [created["id"]]
+        assert created.task is not None
+        assert [row["id"] for row in listed] == [created.task[0]]
         assert await task_queries.count_tasks(conn, owner_id="alice", filters=NO_FILTER) == 2
 
 
