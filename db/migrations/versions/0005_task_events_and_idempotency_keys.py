@@ -249,20 +249,21 @@ _WRITES = {
     ),
 }
 
-# Retention: events and remembered keys older than `before` go, whatever their owner. The
-# purge policy below lets a transaction delete such rows, and only such rows, once it has
-# named the cut-off; nothing else can delete across owners.
+# Retention: events recorded before `events_before` and keys before `keys_before` go,
+# whatever their owner. The purge policies below let a transaction delete such rows, and only
+# such rows, once it has named the cut-off; nothing else can delete across owners.
 _PURGE = {
-    "taskql_purge(before timestamptz)": """
+    "taskql_purge(events_before timestamptz, keys_before timestamptz)": """
     RETURNS bigint LANGUAGE plpgsql AS $$
     DECLARE
         events bigint;
         keys bigint;
     BEGIN
-        PERFORM set_config('app.purge_before', before::text, true);
-        DELETE FROM task_events WHERE recorded_at < before;
+        PERFORM set_config('app.purge_before', events_before::text, true);
+        DELETE FROM task_events WHERE recorded_at < events_before;
         GET DIAGNOSTICS events = ROW_COUNT;
-        DELETE FROM idempotency_keys WHERE recorded_at < before;
+        PERFORM set_config('app.purge_before', keys_before::text, true);
+        DELETE FROM idempotency_keys WHERE recorded_at < keys_before;
         GET DIAGNOSTICS keys = ROW_COUNT;
         RETURN events + keys;
     END
