@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import uuid
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -16,6 +17,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from db.errors import DatabaseUnavailable, translate
 from db.statements import Connection
 from db.url import is_pooler_host, translate_url
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -226,6 +229,12 @@ async def _recover(conn: Connection, error: BaseException, *, transactional: boo
         except Exception:
             ordinary = False
     if not ordinary:
+        if isinstance(error, asyncpg.exceptions.ReadOnlySQLTransactionError):
+            # Said once per connection: writes keep failing with 503 until a primary answers.
+            log.warning(
+                "the database server is read-only (a standby?); connection discarded. With "
+                "several hosts in DATABASE_URL, add target_session_attrs=read-write"
+            )
         conn.terminate()
 
 
