@@ -28,6 +28,9 @@ class AsyncpgUrl:
     connect_args: dict[str, Any] = field(default_factory=dict)
     server_settings: dict[str, str] = field(default_factory=dict)
     host: str = ""
+    # A multi-host URL's (address, port) pairs, to be tried one after the other; empty for a
+    # single host, and for prefer-standby, which asyncpg can only decide having reached all.
+    hosts: tuple[tuple[str, int], ...] = ()
 
 
 def translate_url(raw: str) -> AsyncpgUrl:
@@ -64,19 +67,24 @@ def translate_url(raw: str) -> AsyncpgUrl:
         else:
             log.info("DATABASE_URL parameter %r is not supported by asyncpg; ignoring it", key)
     netloc = parts.netloc
-    userinfo, at, hosts = netloc.rpartition("@")
-    if "," in hosts:
-        names, ports = _split_host_list(hosts)
+    userinfo, at, host_list = netloc.rpartition("@")
+    hosts: tuple[tuple[str, int], ...] = ()
+    if "," in host_list:
+        names, ports = _split_host_list(host_list)
         kept = [("host", ",".join(names)), ("port", ",".join(ports)), *kept]
         netloc = userinfo + at
         host = names[0]
+        if dict(kept).get("target_session_attrs") != "prefer-standby":
+            hosts = tuple(
+                (name.strip("[]"), int(port)) for name, port in zip(names, ports, strict=True)
+            )
     else:
         host = parts.hostname or dict(kept).get("host", "")
     # Not urlunsplit: it drops the `//` of an empty authority, which SQLAlchemy then rejects.
     url = f"postgresql+asyncpg://{netloc}{parts.path}"
     if kept:
         url += f"?{urlencode(kept)}"
-    return AsyncpgUrl(url, connect_args, server_settings, host)
+    return AsyncpgUrl(url, connect_args, server_settings, host, hosts)
 
 
 def _split_host_list(hosts: str) -> tuple[list[str], list[str]]:

@@ -27,6 +27,7 @@ from db.engine import DatabaseConfig, create_engine
 from db.migrate import upgrade
 from tests.conftest import app_client, make_settings, running_app
 from tests.support.failover import ReplicatedPostgres, replicated_postgres
+from tests.support.servers import ThrowawayPostgres
 
 USER = "alice"
 TASKS = f"/api/{USER}/tasks"
@@ -117,10 +118,15 @@ class Ledger:
         async with self._acknowledgement:
             self._acknowledgement.notify_all()
 
-    async def wait_until(self, condition: Callable[[Ledger], bool]) -> None:
+    async def wait_until(self, condition: Callable[[Ledger], bool], what: str) -> None:
         """Return once `condition` holds, checked after each acknowledged write."""
-        async with asyncio.timeout(GIVE_UP_SECONDS), self._acknowledgement:
-            await self._acknowledgement.wait_for(lambda: condition(self))
+        try:
+            async with asyncio.timeout(GIVE_UP_SECONDS), self._acknowledgement:
+                await self._acknowledgement.wait_for(lambda: condition(self))
+        except TimeoutError:
+            raise AssertionError(
+                f"not {what} within {GIVE_UP_SECONDS} s; answers so far: {self.statuses}"
+            ) from None
 
 
 async def create_task_with_key(
@@ -176,8 +182,14 @@ async def _writer(
         await _write_until_acknowledged(http, headers, f"writer {number} task {sequence}", ledger)
 
 
+# How the primary fails: its processes killed (connections to it are refused at once), or
+# stopped (connections hang, as to a machine gone from the network, until the timeouts).
+CRASHES = {"killed": ThrowawayPostgres.kill, "hung": ThrowawayPostgres.freeze}
+
+
+@pytest.mark.parametrize("crash", CRASHES)
 async def test_failover_to_the_promoted_standby_loses_no_acknowledged_write(
-    pair: ReplicatedPostgres, auth: Headers
+    pair: ReplicatedPostgres, auth: Headers, crash: str
 ) -> None:
     ledger = Ledger()
     stop = asyncio.Event()
@@ -187,13 +199,18 @@ async def test_failover_to_the_promoted_standby_loses_no_acknowledged_write(
             for number in range(WRITERS)
         ]
         try:
-            await ledger.wait_until(lambda seen: len(seen.acknowledged) >= WRITES_BEFORE_CRASH)
-            await asyncio.to_thread(pair.primary.kill)
+            await ledger.wait_until(
+                lambda seen: len(seen.acknowledged) >= WRITES_BEFORE_CRASH, "writing at all"
+            )
+            await asyncio.to_thread(CRASHES[crash], pair.primary)
             await asyncio.sleep(OUTAGE_SECONDS)
             promotion_requested = time.monotonic()
             await asyncio.to_thread(pair.standby.promote)
             promoted = time.monotonic()
-            await ledger.wait_until(lambda seen: seen.acknowledged_at[-1] > promotion_requested)
+            await ledger.wait_until(
+                lambda seen: seen.acknowledged_at[-1] > promotion_requested,
+                "writing again after the promotion",
+            )
             await asyncio.sleep(WRITING_AFTER_RECOVERY_SECONDS)
         finally:
             stop.set()
@@ -211,7 +228,8 @@ async def test_failover_to_the_promoted_standby_loses_no_acknowledged_write(
     recovery = min(t for t in ledger.acknowledged_at if t > promotion_requested)
     recovery -= promotion_requested
     print(
-        f"\n{len(ledger.acknowledged)} writes acknowledged, {ledger.statuses[503]} answers 503, "
+        f"\nprimary {crash}: {len(ledger.acknowledged)} writes acknowledged, "
+        f"{ledger.statuses[503]} answers 503, "
         f"{len(ledger.retried)} writes retried; {len(rows)} tasks stored, "
         f"{len(duplicates)} written twice or more: {duplicates}; "
         f"pg_ctl promote took {promoted - promotion_requested:.3f} s, first write acknowledged "
