@@ -1,8 +1,14 @@
-"""Connections to PostgreSQL: the asyncpg pool operations use, and the engine migrations use."""
+"""Connections to PostgreSQL: the asyncpg pool operations use, and the engine migrations use.
+
+The pool connects to the hosts of a multi-host URL one at a time itself
+(`_connect_host_by_host`), where asyncpg would let a hanging first host use up the connect
+timeout of them all.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import uuid
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -16,6 +22,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from db.errors import DatabaseUnavailable, translate
 from db.statements import Connection
 from db.url import is_pooler_host, translate_url
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,6 +51,7 @@ class _Target:
     sqlalchemy_url: str
     connect_args: dict[str, Any] = field(default_factory=dict)
     pooled: bool = False
+    hosts: tuple[tuple[str, int], ...] = ()
 
 
 def _target(config: DatabaseConfig) -> _Target:
@@ -65,7 +74,7 @@ def _target(config: DatabaseConfig) -> _Target:
     if server_settings:
         connect_args["server_settings"] = server_settings
     dsn = target.url.replace("postgresql+asyncpg://", "postgresql://", 1)
-    return _Target(dsn, target.url, connect_args, pooled)
+    return _Target(dsn, target.url, connect_args, pooled, target.hosts)
 
 
 def create_engine(config: DatabaseConfig) -> AsyncEngine:
@@ -129,6 +138,7 @@ class Database:
             max_inactive_connection_lifetime=300,
             init=None if session_role is None else partial(_act_as, session_role),
             reset=_keep_session,
+            connect=partial(_connect_host_by_host, target.hosts) if target.hosts else None,
             **target.connect_args,
         )
         return cls(
@@ -226,7 +236,40 @@ async def _recover(conn: Connection, error: BaseException, *, transactional: boo
         except Exception:
             ordinary = False
     if not ordinary:
+        if isinstance(error, asyncpg.exceptions.ReadOnlySQLTransactionError):
+            # Said once per connection: writes keep failing with 503 until a primary answers.
+            log.warning(
+                "the database server is read-only (a standby?); connection discarded. With "
+                "several hosts in DATABASE_URL, add target_session_attrs=read-write"
+            )
         conn.terminate()
+
+
+async def _connect_host_by_host(
+    hosts: tuple[tuple[str, int], ...], dsn: str, **connect_args: Any
+) -> Connection:
+    """A connection to the first of `hosts` that answers and suits the URL's
+    target_session_attrs, each host given the whole connect timeout in turn, as libpq does.
+
+    asyncpg bounds its attempt on all the hosts of a URL with one timeout, so a host that
+    neither answers nor refuses (a machine that vanished, a server that hangs) uses it up and
+    the next host, the promoted primary after a failover, is never tried (asyncpg issue
+    #1155). Delete this once asyncpg times hosts out one by one.
+    """
+    errors: list[Exception] = []
+    for host, port in hosts:
+        try:
+            # Explicit host and port take precedence over the DSN's list.
+            return await asyncpg.connect(dsn, host=host, port=port, **connect_args)
+        except (
+            OSError,
+            TimeoutError,
+            # What asyncpg's own loop moves on after: a server starting up or shutting down.
+            asyncpg.exceptions.CannotConnectNowError,
+            asyncpg.exceptions.TargetServerAttributeNotMatched,
+        ) as error:
+            errors.append(error)
+    raise errors[-1]
 
 
 async def _keep_session(conn: Connection) -> None:

@@ -35,6 +35,11 @@ _UNAVAILABLE = (
     asyncpg.exceptions.QueryCanceledError,
     asyncpg.exceptions.PostgresConnectionError,
     sa_exc.TimeoutError,
+    # A standby, or a primary demoted since the connection was opened: no write can succeed
+    # there until a failover ends, so it is an outage like the others, not a bug of ours.
+    asyncpg.exceptions.ReadOnlySQLTransactionError,
+    # No host of a multi-host URL is a primary (yet): a failover is under way.
+    asyncpg.exceptions.TargetServerAttributeNotMatched,
 )
 _REJECTED_INPUT = (asyncpg.exceptions.DataError, OverflowError, UnicodeEncodeError)
 
@@ -51,12 +56,12 @@ def translate(error: BaseException) -> BaseException:
 
 
 def _translate_driver_error(error: BaseException) -> Exception | None:
+    if isinstance(error, _UNAVAILABLE):
+        return DatabaseUnavailable(type(error).__name__)
     if isinstance(error, asyncpg.exceptions.InternalClientError):
         # A connection caught between the server's goodbye and the socket closing reports
         # "another operation is in progress"; it is discarded like any broken connection.
         log.warning("database connection in an unexpected state, discarded: %s", error)
-        return DatabaseUnavailable(type(error).__name__)
-    if isinstance(error, _UNAVAILABLE):
         return DatabaseUnavailable(type(error).__name__)
     if isinstance(error, _REJECTED_INPUT):
         return DatabaseRejectedInput(str(error))

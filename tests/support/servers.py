@@ -12,7 +12,7 @@ import socket
 import subprocess
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -79,14 +79,52 @@ def _owned_temp_dir(prefix: str) -> Path:
 
 
 class ThrowawayPostgres:
-    """A PostgreSQL cluster in a temp dir, listening only on 127.0.0.1:<free port>."""
+    """A PostgreSQL cluster in a temp dir, listening only on 127.0.0.1:<free port>.
 
-    def __init__(self, bin_dir: Path) -> None:
+    `settings` are passed on the server's command line, so a standby cloned from this
+    cluster does not inherit them (a promoted standby must not wait for a standby of its own).
+    """
+
+    def __init__(
+        self,
+        bin_dir: Path,
+        *,
+        settings: Mapping[str, str] | None = None,
+        standby_of: ThrowawayPostgres | None = None,
+        standby_name: str = "standby",
+    ) -> None:
         self._bin_dir = bin_dir
         self._user = _as_server_user()
+        self._settings = dict(settings or {})
         self.directory = _owned_temp_dir("taskql-pg-")
         self.port = free_port()
-        self._run("initdb", "-D", self._data, "-U", "postgres", "-A", "trust", "--no-sync")
+        try:
+            self._create(standby_of, standby_name)
+        except BaseException:
+            shutil.rmtree(self.directory, ignore_errors=True)
+            raise
+
+    def _create(self, standby_of: ThrowawayPostgres | None, standby_name: str) -> None:
+        if standby_of is None:
+            self._run("initdb", "-D", self._data, "-U", "postgres", "-A", "trust", "--no-sync")
+            # initdb's sample pg_hba.conf has this line too; the harness does not rely on it.
+            with (self.directory / "data" / "pg_hba.conf").open("a") as hba:
+                hba.write("host replication postgres 127.0.0.1/32 trust\n")
+        else:
+            # -R: standby.signal plus primary_conninfo, whose application_name is the name
+            # the primary's synchronous_standby_names refers to.
+            primary = (
+                f"host=127.0.0.1 port={standby_of.port} user=postgres "
+                f"application_name={standby_name}"
+            )
+            self._run(
+                "pg_basebackup", "-D", self._data, "-d", primary, "-R",
+                "--checkpoint=fast", "--wal-method=stream", "--no-sync",
+            )  # fmt: skip
+
+    def standby(self, name: str = "standby") -> ThrowawayPostgres:
+        """A new, not yet started streaming standby of this (running) server, as `name`."""
+        return ThrowawayPostgres(self._bin_dir, standby_of=self, standby_name=name)
 
     @property
     def url(self) -> str:
@@ -100,7 +138,7 @@ class ThrowawayPostgres:
         options = (
             f"-p {self.port} -c listen_addresses=127.0.0.1 -c unix_socket_directories='' "
             "-c fsync=off -c max_connections=200"
-        )
+        ) + "".join(f" -c {key}={value}" for key, value in self._settings.items())
         self._run(
             "pg_ctl", "-D", self._data, "-o", options, "-l", str(self.directory / "log"),
             "-w", "-t", str(int(START_TIMEOUT_SECONDS)), "start",
@@ -109,6 +147,39 @@ class ThrowawayPostgres:
     def stop(self) -> None:
         """Stop at once, ending every session, as a crash-free restart or failover would."""
         self._run("pg_ctl", "-D", self._data, "-m", "fast", "-w", "stop")
+
+    def kill(self) -> None:
+        """SIGKILL the postmaster and every backend, as a crash of the server ends them: their
+        sockets close at once (a server that vanishes without a word is `freeze`).
+
+        The postmaster is stopped first, so that it forks no backend the kill would miss.
+        """
+        postmaster = self._postmaster()
+        if postmaster is None:
+            raise RuntimeError(f"PostgreSQL in {self.directory} is not running")
+        postmaster.send_signal(signal.SIGSTOP)
+        processes = [postmaster, *postmaster.children(recursive=True)]
+        for process in processes:
+            with contextlib.suppress(psutil.NoSuchProcess):
+                process.send_signal(signal.SIGKILL)
+        deadline = time.monotonic() + START_TIMEOUT_SECONDS
+        while any(_alive(process) for process in processes):
+            if time.monotonic() > deadline:
+                raise RuntimeError("PostgreSQL processes survived SIGKILL")
+            time.sleep(0.01)
+
+    def promote(self) -> None:
+        """End recovery on a standby; returns once it accepts writes."""
+        self._run(
+            "pg_ctl", "-D", self._data, "-w", "-t", str(int(START_TIMEOUT_SECONDS)), "promote"
+        )
+
+    def query(self, sql: str) -> str:
+        """`sql`'s result as psql prints it unaligned, without headers (one row a line)."""
+        return self._run(
+            "psql", "-h", "127.0.0.1", "-p", str(self.port), "-U", "postgres", "-d", "postgres",
+            "-X", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-c", sql,
+        ).strip()  # fmt: skip
 
     def freeze(self) -> list[psutil.Process]:
         """SIGSTOP the postmaster and every backend: the server hangs instead of refusing."""
@@ -124,7 +195,9 @@ class ThrowawayPostgres:
                 process.send_signal(signal.SIGCONT)
 
     def running(self) -> bool:
-        return (self.directory / "data" / "postmaster.pid").exists()
+        # After kill() the pid file stays behind, naming a dead postmaster.
+        postmaster = self._postmaster()
+        return postmaster is not None and _alive(postmaster)
 
     def remove(self) -> None:
         """Stop the server if it runs and delete its files."""
@@ -136,11 +209,19 @@ class ThrowawayPostgres:
         shutil.rmtree(self.directory, ignore_errors=True)
 
     def _processes(self) -> list[psutil.Process]:
-        pid = int((self.directory / "data" / "postmaster.pid").read_text().split()[0])
-        postmaster = psutil.Process(pid)
+        postmaster = self._postmaster()
+        if postmaster is None:
+            raise RuntimeError(f"PostgreSQL in {self.directory} is not running")
         return [postmaster, *postmaster.children(recursive=True)]
 
-    def _run(self, command: str, *args: str) -> None:
+    def _postmaster(self) -> psutil.Process | None:
+        try:
+            pid = int((self.directory / "data" / "postmaster.pid").read_text().split()[0])
+            return psutil.Process(pid)
+        except (FileNotFoundError, IndexError, ValueError, psutil.NoSuchProcess):
+            return None
+
+    def _run(self, command: str, *args: str) -> str:
         result = subprocess.run(
             [str(self._bin_dir / command), *args],
             cwd=self.directory,
@@ -152,6 +233,16 @@ class ThrowawayPostgres:
         )
         if result.returncode != 0:
             raise RuntimeError(f"{command} failed ({result.returncode}):\n{result.stderr}")
+        return result.stdout
+
+
+def _alive(process: psutil.Process) -> bool:
+    # A killed server's processes are orphans, reaped by init when it gets to it: a zombie
+    # counts as dead.
+    try:
+        return process.status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
 
 
 class PgBouncer:
