@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from functools import partial
@@ -17,6 +17,7 @@ from db.statements import Connection
 from resolvers.auth import Principal, TokenVerifier, bearer_token
 from resolvers.domain import Task, task_from_row
 from resolvers.errors import FieldError, InvalidInput, ServiceUnavailable, Unauthenticated
+from resolvers.idempotency import key_from_header
 from resolvers.ratelimit import RateLimiter
 
 
@@ -29,6 +30,8 @@ class Context:
     request_id: str = "-"
     # Called on each database outage; main.py counts them in the metrics.
     on_database_unavailable: Callable[[], None] | None = None
+    # The request's Idempotency-Key header, checked; each door decides which writes it covers.
+    idempotency_key: str | None = None
     # Set by a write that replayed the stored outcome of an earlier request with the same
     # idempotency key instead of writing again; the doors mark such responses as replays.
     replayed: bool = field(default=False, init=False)
@@ -85,8 +88,16 @@ class ContextFactory:
     # None: no rate limit, and no cost on the request path.
     rate_limiter: RateLimiter | None = None
 
-    async def __call__(self, *, authorization: str | None, request_id: str | None) -> Context:
-        """A context whose principal is None when no token was sent; a bad token raises."""
+    async def __call__(
+        self,
+        *,
+        authorization: str | None,
+        request_id: str | None,
+        idempotency_key: Sequence[str] = (),
+    ) -> Context:
+        """A context whose principal is None when no token was sent; a bad token raises, and so
+        does a malformed Idempotency-Key (`idempotency_key`: the header's field lines) sent
+        with a token. Without one, the key is not read: the caller must authenticate first."""
         token = bearer_token(authorization)
         principal = None if token is None else await self.verifier.verify(token)
         if principal is not None and self.rate_limiter is not None:
@@ -96,4 +107,5 @@ class ContextFactory:
             principal=principal,
             request_id=request_id or uuid.uuid4().hex,
             on_database_unavailable=self.on_database_unavailable,
+            idempotency_key=None if principal is None else key_from_header(idempotency_key),
         )

@@ -93,6 +93,13 @@ class IdempotencyKeyReused(AppError):
         )
 
 
+class MalformedIdempotencyKey(AppError):
+    """An Idempotency-Key (header or argument) that is not a key this API accepts."""
+
+    code = "IDEMPOTENCY_KEY_INVALID"
+    status = 400
+
+
 class RetryLater(AppError):
     """Refused for now; the client may try again after `retry_after` seconds."""
 

@@ -148,7 +148,9 @@ async def update_task(
     """Set the fields present in `data`; absent fields keep their value."""
     changes = validate_task_changes(data)
     if not changes:
-        # Nothing to write: the task as it is, under the same rules as a write.
+        # Nothing to write: the task as it is, under the same rules as a write. Nothing is
+        # stored with a key either, so a retry reads the task again (never a replay).
+        ctx.replayed = False
         task = await get_task(ctx, task_id=task_id)
         _check_version(task, expected_version)
         return task

@@ -11,7 +11,14 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
 
-from resolvers.errors import AppError, InvalidInput, RetryLater, VersionConflict
+from resolvers.errors import (
+    AppError,
+    FieldError,
+    IdempotencyKeyReused,
+    InvalidInput,
+    RetryLater,
+    VersionConflict,
+)
 from rest_compat.bodies import UnsupportedMediaType, json_response, validation_detail
 
 log = logging.getLogger(__name__)
@@ -25,6 +32,10 @@ async def app_error(request: Request, error: Exception) -> Response:
     body: dict[str, Any] = {"detail": error.message}
     if isinstance(error, InvalidInput):
         body = {"detail": validation_detail(error.errors)}
+    elif isinstance(error, IdempotencyKeyReused):
+        # A 422 has FastAPI's list shape, here naming the header at fault.
+        reused = FieldError("Idempotency-Key", error.message, "idempotency_key_reused", "header")
+        body = {"detail": validation_detail([reused])}
     elif isinstance(error, VersionConflict):
         body["current_version"] = error.task.version
         headers["ETag"] = f'"{error.task.version}"'

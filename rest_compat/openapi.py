@@ -8,6 +8,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from resolvers.idempotency import KEY_HEADER_PATTERN
 from resolvers.pagination import MAX_PAGE_SIZE
 from resolvers.validation import (
     DESCRIPTION_MAX_LENGTH,
@@ -17,7 +18,7 @@ from resolvers.validation import (
 )
 from rest_compat.bodies import json_response
 from rest_compat.listing import MAX_OFFSET, SORTS
-from rest_compat.routes import IF_MATCH_PATTERN
+from rest_compat.routes import IDEMPOTENCY_KEY, IF_MATCH_PATTERN, REPLAYED
 
 _REF = "#/components/schemas/"
 # The name under which the document declares its bearer-token security (Swagger UI needs it).
@@ -81,6 +82,7 @@ _RETRY_AFTER = _header("Seconds to wait before trying again", {"type": "integer"
 def _error_responses(*, max_body_bytes: int) -> dict[str, dict[str, Any]]:
     """Every error status a REST operation may answer with; each operation lists its own."""
     return {
+        "400": _error(f"The {IDEMPOTENCY_KEY} header is malformed, or sent more than once"),
         "401": _error(
             "No bearer token, or one that does not verify",
             headers={"WWW-Authenticate": _header("Always `Bearer`", _BEARER)},
@@ -101,7 +103,8 @@ def _error_responses(*, max_body_bytes: int) -> dict[str, dict[str, Any]]:
         "415": _error("The body is not JSON: send application/json (or any +json type)"),
         "422": _json(
             "Invalid input; each entry's `loc` names the path segment, query parameter, header "
-            "or body field at fault",
+            f'or body field at fault. `["header", "{IDEMPOTENCY_KEY}"]`: the key was used '
+            "before for another request (another method, path, If-Match or body)",
             {"$ref": _REF + "ValidationError"},
         ),
         "429": _error(
@@ -121,6 +124,25 @@ _IF_MATCH = {
     "required": False,
     "description": "Apply only if the task is still at this ETag; 412 otherwise.",
     "schema": {"type": "string", "pattern": IF_MATCH_PATTERN},
+}
+
+
+_IDEMPOTENCY_KEY_PARAMETER = {
+    "name": IDEMPOTENCY_KEY,
+    "in": "header",
+    "required": False,
+    "description": "Do this write once (IETF draft-ietf-httpapi-idempotency-key-header): a "
+    "retry with the same key and the same request gets the first response again, marked "
+    f"`{REPLAYED}: true`, instead of writing again. A structured-field string, such as "
+    '`"8e03978e-40d5-43e8-bc93-6894a57f9324"`, without parameters (a bare value is taken as '
+    "the same key). Keys are your user's own, kept for IDEMPOTENCY_KEY_SECONDS (default 24 h).",
+    "schema": {"type": "string", "pattern": KEY_HEADER_PATTERN},
+}
+_REPLAYED_HEADER = {
+    "description": "Present on a replay: the stored response of an earlier request with the "
+    "same Idempotency-Key, sent instead of writing again",
+    "required": False,
+    "schema": {"type": "string", "const": "true"},
 }
 
 
@@ -198,6 +220,21 @@ def openapi_document(*, max_body_bytes: int, rate_limited: bool) -> dict[str, An
     def task(description: str, status: str = "200", **headers: dict[str, Any]) -> dict[str, Any]:
         return {status: {**_json(description, _TASK), "headers": {"ETag": _ETAG, **headers}}}
 
+    def write(
+        success: dict[str, Any], *statuses: str, parameters: tuple[dict[str, Any], ...] = ()
+    ) -> dict[str, Any]:
+        """A write's parameters and responses: it may carry an Idempotency-Key (400 when
+        malformed), and its success may be a replay."""
+        [(status, response)] = success.items()
+        marked = {
+            **response,
+            "headers": {**response.get("headers", {}), REPLAYED: _REPLAYED_HEADER},
+        }
+        return {
+            "parameters": [*parameters, _IDEMPOTENCY_KEY_PARAMETER],
+            "responses": responses({status: marked}, "400", *statuses),
+        }
+
     def body(schema: str) -> dict[str, Any]:
         content = {"application/json": {"schema": {"$ref": _REF + schema}}}
         return {"required": True, "content": content}
@@ -228,7 +265,7 @@ def openapi_document(*, max_body_bytes: int, rate_limited: bool) -> dict[str, An
                     "summary": "Create a task",
                     "operationId": "createTask",
                     "requestBody": body("TaskCreate"),
-                    "responses": responses(
+                    **write(
                         task(
                             "Created",
                             "201",
@@ -248,15 +285,15 @@ def openapi_document(*, max_body_bytes: int, rate_limited: bool) -> dict[str, An
                 "put": {
                     "summary": "Update a task; fields left out keep their value",
                     "operationId": "updateTask",
-                    "parameters": [_IF_MATCH],
                     "requestBody": body("TaskUpdate"),
-                    "responses": responses(task("The updated task"), "404", "412", "415"),
+                    **write(task("The updated task"), "404", "412", "415", parameters=(_IF_MATCH,)),
                 },
                 "delete": {
                     "summary": "Delete a task",
                     "operationId": "deleteTask",
-                    "parameters": [_IF_MATCH],
-                    "responses": responses({"204": {"description": "Deleted"}}, "404", "412"),
+                    **write(
+                        {"204": {"description": "Deleted"}}, "404", "412", parameters=(_IF_MATCH,)
+                    ),
                 },
             },
             "/api/{user_id}/tasks/{task_id}/complete": {
@@ -264,8 +301,7 @@ def openapi_document(*, max_body_bytes: int, rate_limited: bool) -> dict[str, An
                 "patch": {
                     "summary": "Toggle completion",
                     "operationId": "toggleTask",
-                    "parameters": [_IF_MATCH],
-                    "responses": responses(task("The toggled task"), "404", "412"),
+                    **write(task("The toggled task"), "404", "412", parameters=(_IF_MATCH,)),
                 },
             },
         },

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Awaitable, Callable, Mapping
+from typing import Any
 from urllib.parse import quote
 
 from starlette.requests import Request
@@ -12,7 +13,9 @@ from starlette.routing import Route
 
 from resolvers import tasks as operations
 from resolvers.context import Context, ContextFactory
+from resolvers.domain import IdempotencyKey
 from resolvers.errors import FieldError, Forbidden, InvalidInput
+from resolvers.idempotency import fingerprint, json_fingerprint_part
 from resolvers.pagination import EVERYTHING
 from rest_compat.bodies import (
     json_response,
@@ -30,6 +33,12 @@ _PATH_SEGMENT_SAFE = "!$&'()*+,;=:@"
 # What If-Match may hold, here and in the OpenAPI document: `*` or one of our ETags, quoted as
 # RFC 9110 says or, as some legacy clients send them, bare.
 IF_MATCH_PATTERN = r'^(\*|(W/)?"([0-9]+)"|([0-9]+))$'
+# The header a write may carry to be done once (the IETF draft's), and the one that marks a
+# response as the replay of a stored outcome (Stripe's name for it).
+IDEMPOTENCY_KEY = "Idempotency-Key"
+REPLAYED = "Idempotent-Replayed"
+# The methods that write, and so read Idempotency-Key; GET is idempotent already.
+_WRITES = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 
 
 async def _context(request: Request) -> Context:
@@ -38,6 +47,9 @@ async def _context(request: Request) -> Context:
     context = await factory(
         authorization=request.headers.get("authorization"),
         request_id=request.state.request_id,
+        idempotency_key=(
+            request.headers.getlist(IDEMPOTENCY_KEY) if request.method in _WRITES else ()
+        ),
     )
     if context.principal is not None:
         request.state.user_id = context.principal.user_id
@@ -63,12 +75,15 @@ async def list_tasks(request: Request) -> Response:
 
 async def create_task(request: Request) -> Response:
     context = await _context(request)
-    task = await operations.create_task(context, data=await read_json_object(request))
+    data = await read_json_object(request)
+    task = await operations.create_task(
+        context, data=data, idempotency=await _idempotency(request, context, body=data)
+    )
     # The path's user id arrives decoded: escaped again, any `sub` gives a Location that leads
     # back to this task and that can be sent as a header (non-Latin-1 text cannot).
     user_segment = quote(request.path_params["user_id"], safe=_PATH_SEGMENT_SAFE)
     location = f"/api/{user_segment}/tasks/{task.id}"
-    return task_response(task, 201, {"Location": location})
+    return _marked(context, task_response(task, 201, {"Location": location}))
 
 
 async def get_task(request: Request) -> Response:
@@ -80,31 +95,71 @@ async def get_task(request: Request) -> Response:
 async def update_task(request: Request) -> Response:
     context = await _context(request)
     task_id = parse_task_id(request.path_params["task_id"])
+    data = await read_json_object(request)
+    expected_version = if_match_version(request)
     task = await operations.update_task(
         context,
         task_id=task_id,
-        data=await read_json_object(request),
-        expected_version=if_match_version(request),
+        data=data,
+        expected_version=expected_version,
+        idempotency=await _idempotency(request, context, expected_version, body=data),
     )
-    return task_response(task)
+    return _marked(context, task_response(task))
 
 
 async def toggle_task(request: Request) -> Response:
     context = await _context(request)
     task_id = parse_task_id(request.path_params["task_id"])
+    expected_version = if_match_version(request)
     task = await operations.toggle_task(
-        context, task_id=task_id, expected_version=if_match_version(request)
+        context,
+        task_id=task_id,
+        expected_version=expected_version,
+        idempotency=await _idempotency(request, context, expected_version),
     )
-    return task_response(task)
+    return _marked(context, task_response(task))
 
 
 async def delete_task(request: Request) -> Response:
     context = await _context(request)
     task_id = parse_task_id(request.path_params["task_id"])
+    expected_version = if_match_version(request)
     await operations.delete_task(
-        context, task_id=task_id, expected_version=if_match_version(request)
+        context,
+        task_id=task_id,
+        expected_version=expected_version,
+        idempotency=await _idempotency(request, context, expected_version),
     )
-    return Response(status_code=204)
+    return _marked(context, Response(status_code=204))
+
+
+async def _idempotency(
+    request: Request,
+    context: Context,
+    expected_version: int | None = None,
+    *,
+    body: dict[str, Any] | None = None,
+) -> IdempotencyKey | None:
+    """The request's key with its fingerprint: what the write reads of the request.
+
+    That is the method, the path, the version If-Match names and the JSON body where the
+    write has one (as canonical JSON: the same document spelled differently is the same
+    request, one with another value is not); no other header, nor a body a write ignores.
+    """
+    if context.idempotency_key is None:
+        return None
+    # The path as routed (percent-decoding done once), never re-parsed from a URL.
+    parts: list[str | bytes] = [request.method, request.scope["path"], str(expected_version)]
+    if body is not None:
+        parts.append(json_fingerprint_part(body, await request.body()))
+    return IdempotencyKey(context.idempotency_key, fingerprint(*parts))
+
+
+def _marked(context: Context, response: Response) -> Response:
+    """The response, marked as a replay when the write returned a stored outcome."""
+    if context.replayed:
+        response.headers[REPLAYED] = "true"
+    return response
 
 
 def if_match_version(request: Request) -> int | None:

@@ -78,6 +78,7 @@ class GraphQLEndpoint:
             context = await factory(
                 authorization=request.headers.get("authorization"),
                 request_id=request.state.request_id,
+                idempotency_key=request.headers.getlist("idempotency-key"),
             )
         except AppError as error:
             return _app_error(error, media_type)

@@ -8,7 +8,14 @@ from typing import cast
 import strawberry
 
 from resolvers.domain import Task as DomainTask
-from resolvers.errors import AppError, FieldError, InvalidInput, VersionConflict
+from resolvers.errors import (
+    AppError,
+    FieldError,
+    IdempotencyKeyReused,
+    InvalidInput,
+    MalformedIdempotencyKey,
+    VersionConflict,
+)
 
 
 @strawberry.type(description="Something to do.")
@@ -46,10 +53,17 @@ class UserError:
     code: str
 
 
+_REPLAYED = (
+    "True when this is the stored outcome of an earlier mutation with the same idempotency "
+    "key, returned instead of writing again."
+)
+
+
 @strawberry.type
 class TaskPayload:
     task: Task | None
     user_errors: list[UserError]
+    replayed: bool = strawberry.field(default=False, description=_REPLAYED)
 
 
 @strawberry.type
@@ -59,6 +73,7 @@ class DeleteTaskPayload:
         description="The task as it is now, when a VERSION_CONFLICT kept it from being deleted."
     )
     user_errors: list[UserError]
+    replayed: bool = strawberry.field(default=False, description=_REPLAYED)
 
 
 @strawberry.input
@@ -86,11 +101,18 @@ def provided_fields(data: CreateTaskInput | UpdateTaskInput) -> dict[str, object
     return {name: value for name, value in vars(data).items() if value is not strawberry.UNSET}
 
 
-def user_errors(error: AppError, *, input_name: str = "input") -> list[UserError]:
-    """Expected failures of a mutation, as `userErrors`."""
+def user_errors(
+    error: AppError, *, input_name: str = "input", key_field: list[str] | None = None
+) -> list[UserError]:
+    """Expected failures of a mutation, as `userErrors`; `key_field` is the field of an
+    idempotency key's errors (None: the key came in a header)."""
     if isinstance(error, InvalidInput):
         return [_field_error(e, input_name) for e in error.errors]
-    field = ["id"] if not isinstance(error, VersionConflict) else ["expectedVersion"]
+    field: list[str] | None = ["id"]
+    if isinstance(error, VersionConflict):
+        field = ["expectedVersion"]
+    elif isinstance(error, MalformedIdempotencyKey | IdempotencyKeyReused):
+        field = key_field
     return [UserError(field=field, message=error.message, code=error.code)]
 
 

@@ -6,6 +6,7 @@ work with pytest 9, and the command also runs its coverage phase (boundaries, wr
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -13,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import hs256_token, make_settings
+from tests.conftest import PROJECT_DIR, hs256_token, make_settings
 from tests.support.live import live_server
 
 USER = "fuzz-user"
@@ -51,8 +52,13 @@ def run_schemathesis(location: str, directory: Path, config: str = "") -> None:
         # hypothesis' lambdas while it generates.
         "--workers=1",
     ]
+    env = {
+        **os.environ,
+        "SCHEMATHESIS_HOOKS": str(PROJECT_DIR / "tests" / "support" / "schemathesis_hooks.py"),
+        "PYTHONPATH": str(PROJECT_DIR),
+    }
     result = subprocess.run(
-        command, cwd=directory, capture_output=True, text=True, timeout=120, check=False
+        command, cwd=directory, env=env, capture_output=True, text=True, timeout=120, check=False
     )
     assert result.returncode == 0, result.stdout + result.stderr
 
