@@ -25,6 +25,7 @@ from db.engine import Database, DatabaseConfig, create_engine
 from resolvers.auth import AuthConfig, TokenVerifier, sign_development_token
 from resolvers.context import ContextFactory
 from resolvers.ratelimit import RateLimitConfig, RateLimiter
+from resolvers.retention import RetentionConfig, RetentionJanitor
 from rest_compat import docs, openapi
 from rest_compat import routes as rest_routes
 from rest_compat.errors import EXCEPTION_HANDLERS, detail_body
@@ -183,6 +184,18 @@ SETTINGS = (
         "WORKERS like the rate. Unset: RATE_LIMIT_PER_MINUTE (one minute's worth).",
     ),
     Setting(
+        "IDEMPOTENCY_KEY_SECONDS",
+        "86400",
+        "Seconds an Idempotency-Key is kept with its write's outcome: a retry with the key "
+        "within them is replayed instead of written again. Removed within about a minute after.",
+    ),
+    Setting(
+        "EVENT_RETENTION_SECONDS",
+        "86400",
+        "Seconds each task event (a change, in its owner's stream) is kept for clients to resume "
+        "from. Removed within about a minute after.",
+    ),
+    Setting(
         "FORWARDED_ALLOW_IPS",
         "127.0.0.1",
         "Proxies whose X-Forwarded-For/-Proto headers are trusted (comma-separated, `*`: any).",
@@ -221,6 +234,7 @@ class Settings:
     graphiql_assets_url: str
     forwarded_allow_ips: str
     rate_limit: RateLimitConfig
+    retention: RetentionConfig
 
     @property
     def embedded(self) -> bool:
@@ -298,6 +312,10 @@ def read_settings(env: Mapping[str, str]) -> Settings:
         graphiql_assets_url=read.text("GRAPHIQL_ASSETS_URL") or "",
         forwarded_allow_ips=read.text("FORWARDED_ALLOW_IPS") or "127.0.0.1",
         rate_limit=_rate_limit(workers, per_minute, burst),
+        retention=RetentionConfig(
+            event_seconds=read.seconds("EVENT_RETENTION_SECONDS"),
+            idempotency_key_seconds=read.seconds("IDEMPOTENCY_KEY_SECONDS"),
+        ),
     )
 
 
@@ -336,6 +354,10 @@ def create_app(settings: Settings | None = None) -> Starlette:
             verifier = TokenVerifier(settings.auth, on_jwks_fetch=metrics.jwks_fetched)
             limit = settings.rate_limit
             rate_limiter = RateLimiter(limit) if limit.enabled else None
+            janitor = RetentionJanitor(
+                database, settings.retention, on_purge=metrics.retention_purged
+            )
+            janitor.start()
             freeze_startup_objects()
             try:
                 yield {
@@ -346,8 +368,10 @@ def create_app(settings: Settings | None = None) -> Starlette:
                         rate_limiter=rate_limiter,
                     ),
                     "database": database,
+                    "janitor": janitor,
                 }
             finally:
+                await janitor.stop()
                 pool_watch.cancel()
                 await verifier.aclose()
                 await database.close()

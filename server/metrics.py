@@ -55,6 +55,10 @@ DATABASE_UNAVAILABLE = Counter(
     "taskql_database_unavailable",
     "Operations refused because the database could not be reached or timed out",
 )
+RETENTION_PURGED = Counter(
+    "taskql_retention_purged_rows",
+    "Task events and idempotency keys removed once past their retention",
+)
 JWKS_FETCHES = Counter(
     "taskql_jwks_fetches", "Fetches of the JWKS signing keys, by outcome", ["outcome"]
 )
@@ -129,6 +133,10 @@ def _sample_pool(database: PoolStats) -> None:
 
 def database_unavailable() -> None:
     DATABASE_UNAVAILABLE.inc()
+
+
+def retention_purged(rows: int) -> None:
+    RETENTION_PURGED.inc(rows)
 
 
 def jwks_fetched(succeeded: bool) -> None:
