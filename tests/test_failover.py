@@ -1,4 +1,5 @@
-"""PostgreSQL fails over to its standby under write load: 503s, never a 500 or a lost write.
+"""PostgreSQL fails over to its standby under write load: 503s, never a 500; writes sent with
+an Idempotency-Key and retried until acknowledged are each stored exactly once.
 
 The app runs in-process (the real ASGI app and lifespan, as `tests.conftest.app_client`
 drives it): what fails over is the path between the app's pool and PostgreSQL, which is the
@@ -107,8 +108,10 @@ class Ledger:
     # Title -> id of every acknowledged (201) write, and when each was acknowledged.
     acknowledged: dict[str, int] = field(default_factory=dict)
     acknowledged_at: list[float] = field(default_factory=list)
-    # Writes that took more than one attempt, and writes given up.
+    # Writes that took more than one attempt, those acknowledged by a replay of an earlier
+    # attempt that had been committed, and writes given up.
     retried: set[str] = field(default_factory=set)
+    replayed: set[str] = field(default_factory=set)
     given_up: list[str] = field(default_factory=list)
     _acknowledgement: asyncio.Condition = field(default_factory=asyncio.Condition)
 
@@ -132,11 +135,8 @@ class Ledger:
 async def create_task_with_key(
     http: httpx.AsyncClient, headers: dict[str, str], *, title: str, key: str
 ) -> httpx.Response:
-    """One attempt at creating `title`; every attempt at the same write sends the same key.
-
-    The server ignores Idempotency-Key today; with issue 14 a retry replays the first
-    attempt's response instead of writing again.
-    """
+    """One attempt at creating `title`; every attempt at the same write sends the same key,
+    so a retry whose first attempt was committed gets that attempt's response again."""
     return await http.post(
         TASKS, json={"title": title}, headers={**headers, "Idempotency-Key": f'"{key}"'}
     )
@@ -162,6 +162,8 @@ async def _write_until_acknowledged(
             continue
         ledger.statuses[response.status_code] += 1
         if response.status_code == 201:
+            if response.headers.get("idempotent-replayed") == "true":
+                ledger.replayed.add(title)
             await ledger.acknowledge(title, response.json()["id"])
             return
         if response.status_code != 503 or "retry-after" not in response.headers:
@@ -188,7 +190,7 @@ CRASHES = {"killed": ThrowawayPostgres.kill, "hung": ThrowawayPostgres.freeze}
 
 
 @pytest.mark.parametrize("crash", CRASHES)
-async def test_failover_to_the_promoted_standby_loses_no_acknowledged_write(
+async def test_failover_to_the_promoted_standby_keeps_every_write_exactly_once(
     pair: ReplicatedPostgres, auth: Headers, crash: str
 ) -> None:
     ledger = Ledger()
@@ -230,7 +232,8 @@ async def test_failover_to_the_promoted_standby_loses_no_acknowledged_write(
     print(
         f"\nprimary {crash}: {len(ledger.acknowledged)} writes acknowledged, "
         f"{ledger.statuses[503]} answers 503, "
-        f"{len(ledger.retried)} writes retried; {len(rows)} tasks stored, "
+        f"{len(ledger.retried)} writes retried, {len(ledger.replayed)} of them acknowledged "
+        f"by a replay; {len(rows)} tasks stored, "
         f"{len(duplicates)} written twice or more: {duplicates}; "
         f"pg_ctl promote took {promoted - promotion_requested:.3f} s, first write acknowledged "
         f"{recovery:.3f} s after the promotion was requested"
@@ -243,10 +246,10 @@ async def test_failover_to_the_promoted_standby_loses_no_acknowledged_write(
     assert lost == []
     # Every write stored was acknowledged in the end (each is retried until it is).
     assert set(stored) == set(ledger.acknowledged)
-    # Only a write that was retried can have been stored twice: its first attempt committed
-    # on the standby while the client saw the crash. Once the server honours Idempotency-Key
-    # (issue 14), every write happens exactly once: `assert duplicates == {}`.
-    assert set(duplicates) <= ledger.retried
+    # Exactly once: a retry whose first attempt committed (on the standby, while its client
+    # saw the crash) replayed that attempt instead of writing again.
+    assert duplicates == {}
+    assert ledger.retried, "no write met the failover"
     assert recovery < RECOVERY_TARGET_SECONDS
 
 

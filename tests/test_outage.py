@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import time
+import uuid
+from collections import Counter
 from collections.abc import AsyncIterator, Callable, Iterator
 
+import asyncpg
 import httpx
 import pytest
 
@@ -157,6 +161,78 @@ async def test_database_restart_gives_fast_503s_then_recovers_with_every_acknowl
     assert set(acknowledged) <= set(stored)
     assert recovery < RECOVERY_SECONDS
     print(f"slowest 503: {slowest:.3f}s, recovery after restart: {recovery:.3f}s")
+
+
+async def test_writes_retried_with_their_key_across_a_restart_happen_exactly_once(
+    api: httpx.AsyncClient, own_postgres: ThrowawayPostgres, auth: Headers
+) -> None:
+    """Each writer sends every new task with a key of its own and retries each failure with the
+    same key until it is acknowledged, across the database stopping and starting again."""
+    acknowledged: dict[str, int] = {}
+    statuses: Counter[int] = Counter()
+    replays: list[str] = []
+    retried: set[str] = set()
+    stop_writing = asyncio.Event()
+    # Set once this many writes are acknowledged: 50 before the restart, then 50 more after it.
+    target = [50]
+    reached = asyncio.Event()
+
+    async def write_once(title: str) -> None:
+        key = f'"{uuid.uuid4()}"'
+        for attempt in itertools.count():
+            if attempt:
+                retried.add(title)
+                await asyncio.sleep(0.05)
+            response = await api.post(
+                f"/api/{USER}/tasks",
+                json={"title": title},
+                headers={**auth(USER), "Idempotency-Key": key},
+            )
+            statuses[response.status_code] += 1
+            if response.status_code == 201:
+                acknowledged[title] = response.json()["id"]
+                if "idempotent-replayed" in response.headers:
+                    replays.append(title)
+                if len(acknowledged) >= target[0]:
+                    reached.set()
+                return
+            assert response.status_code == 503, response.text
+
+    async def writer(number: int) -> None:
+        for sequence in itertools.count():
+            if stop_writing.is_set():
+                return
+            await write_once(f"writer {number} task {sequence}")
+
+    writers = [asyncio.create_task(writer(number)) for number in range(WRITERS)]
+    await reached.wait()
+    # The server goes down while writes are in flight, stays down a while, and comes back.
+    await asyncio.to_thread(own_postgres.stop)
+    await asyncio.sleep(0.5)
+    await asyncio.to_thread(own_postgres.start)
+    target[0] = len(acknowledged) + 50
+    reached.clear()
+    async with asyncio.timeout(RECOVERY_SECONDS):
+        await reached.wait()
+    stop_writing.set()
+    await asyncio.gather(*writers)
+
+    conn = await asyncpg.connect(own_postgres.url)
+    try:
+        rows = await conn.fetch("SELECT id, title FROM tasks WHERE owner_id = $1", USER)
+    finally:
+        await conn.close()
+    stored = Counter(row["title"] for row in rows)
+    assert set(statuses) == {201, 503}, statuses
+    assert retried, "no write met the outage"
+    # Zero lost: every acknowledged write is stored, under the id it was acknowledged with.
+    assert {(row["title"], row["id"]) for row in rows} == set(acknowledged.items())
+    # Zero duplicated: every write, retried or not, is stored once.
+    assert {title: count for title, count in stored.items() if count > 1} == {}
+    print(
+        f"{len(acknowledged)} writes, {len(retried)} retried through the restart, "
+        f"{statuses[503]} answers 503, {len(replays)} acknowledged by a replay"
+    )
 
 
 async def test_hung_database_gives_503_within_the_timeouts_then_recovers(
