@@ -121,6 +121,27 @@ async def test_one_purge_runs_at_a_time_across_processes(
         assert await _kept(admin, user) == ([], [])
 
 
+async def test_a_purge_may_take_longer_than_a_request_may(
+    database_url: str, admin: asyncpg.Connection
+) -> None:
+    # Requests' statements end after 0.3 s; a purge waits 1 s for a row another holds.
+    user = f"keeper-{uuid.uuid4().hex}"
+    settings = _settings(database_url, DB_STATEMENT_TIMEOUT="0.3")
+    async with running_app(settings) as (http, state):
+        janitor: RetentionJanitor = state["janitor"]
+        await _write_with_keys(http, user, ["k1"])
+        await _age(admin, "idempotency_keys", user, "true", 3)
+        async with admin.transaction():
+            await admin.execute(
+                "SELECT 1 FROM idempotency_keys WHERE owner_id = $1 FOR UPDATE", user
+            )
+            purge = asyncio.create_task(janitor.purge_once())
+            await asyncio.sleep(1)
+            assert not purge.done()
+        assert await purge >= 1
+        assert await _kept(admin, user) == ([1], [])
+
+
 async def test_the_janitor_purges_by_itself_until_stopped(
     database_url: str, admin: asyncpg.Connection
 ) -> None:
