@@ -55,6 +55,8 @@ SCENARIOS = [
     Scenario("rest_list", "REST list (GET /api/{user}/tasks)", floor=True),
     Scenario("graphql_list", "GraphQL list (tasks(first: 20))", floor=True),
     Scenario("rest_create", "REST create", floor=True),
+    # The cost of Idempotency-Key: the same create, each request with a key of its own.
+    Scenario("rest_create_key", "REST create with an Idempotency-Key", floor=False),
     Scenario("graphql_create", "GraphQL createTask", floor=True),
     Scenario("rest_toggle", "REST toggle", floor=True),
     Scenario("mix", "mix: 70% list, 10% create, 10% toggle, 5% update, 5% delete", floor=False),
@@ -384,6 +386,14 @@ def report(rows: list[Row], args: argparse.Namespace) -> str:
             f"| {api.p50_ms:.1f} | {api.p95_ms:.1f} | {api.p99_ms:.1f} | {api.non2xx} "
             f"| {api.socket_errors} | {api.peak_rss_mb:.0f} |"
         )
+    by_name = {row.scenario.name: median_run(row.api) for row in rows}
+    if "rest_create" in by_name and "rest_create_key" in by_name:
+        with_key, without = by_name["rest_create_key"], by_name["rest_create"]
+        lines += [
+            "",
+            f"REST create with an Idempotency-Key: {with_key.rps / without.rps:.2f} of the "
+            f"requests/s without one, p50 {with_key.p50_ms:.1f} ms against {without.p50_ms:.1f} ms",
+        ]
     return "\n".join(lines)
 
 

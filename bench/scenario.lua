@@ -55,6 +55,16 @@ local function rest_create()
   return wrk.format("POST", "/api/" .. u.id .. "/tasks", headers(u), create_body)
 end
 
+-- Every request a key of its own, as a client sends each new write: unique across threads
+-- (thread_id), requests (counter) and runs (the start time), so none is ever a replay.
+local run_started = os.time()
+local function rest_create_key()
+  local u = pick(writers)
+  local h = headers(u)
+  h["Idempotency-Key"] = string.format('"bench-%d-%d-%d"', run_started, thread_id, counter)
+  return wrk.format("POST", "/api/" .. u.id .. "/tasks", h, create_body)
+end
+
 local function graphql_create()
   return wrk.format("POST", "/graphql", headers(pick(writers)), create_mutation)
 end
@@ -92,6 +102,7 @@ end
 
 local builders = {
   rest_list = rest_list, graphql_list = graphql_list, rest_create = rest_create,
+  rest_create_key = rest_create_key,
   graphql_create = graphql_create, rest_toggle = rest_toggle, mix = mix,
 }
 request = builders[scenario]
