@@ -466,7 +466,9 @@ def main() -> int:
         ):
             rows = [Row(s) for s in scenarios]
             for round_number in range(args.rounds):
-                for row in rows:
+                # Every other round runs the scenarios backwards, so that a drift in the
+                # machine's load (other jobs starting or ending) weighs on neighbours alike.
+                for row in rows if round_number % 2 == 0 else rows[::-1]:
                     s = row.scenario
                     if round_number == 0:
                         warm_up(api_port, floor_port if s.floor else None, s, args, data)

@@ -97,6 +97,17 @@ async def clean_database(database_url: str) -> str:
     return database_url
 
 
+@pytest.fixture
+async def admin(database_url: str) -> AsyncIterator[asyncpg.Connection]:
+    """A connection to the session's database as the server's superuser, whom row-level
+    security does not bind: it sees and changes every owner's rows."""
+    conn = await asyncpg.connect(database_url)
+    try:
+        yield conn
+    finally:
+        await conn.close()
+
+
 def make_settings(database_url: str, **overrides: str) -> main.Settings:
     env = {"DATABASE_URL": database_url, "JWT_SECRET": JWT_SECRET, **overrides}
     return main.read_settings(env)

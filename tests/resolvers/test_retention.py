@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
-from collections.abc import AsyncIterator
 
 import asyncpg
 import httpx
@@ -23,16 +22,6 @@ from tests.conftest import hs256_token, make_settings, running_app
 from tests.support.servers import free_port
 
 HOUR = 3600.0
-
-
-@pytest.fixture
-async def admin(database_url: str) -> AsyncIterator[asyncpg.Connection]:
-    """A superuser connection to the session's database, which sees every owner's rows."""
-    conn = await asyncpg.connect(database_url)
-    try:
-        yield conn
-    finally:
-        await conn.close()
 
 
 async def _write_with_keys(http: httpx.AsyncClient, user: str, keys: list[str]) -> None:

@@ -70,15 +70,6 @@ async def graphql_api(
         yield http
 
 
-@pytest.fixture
-async def admin(database_url: str) -> AsyncIterator[asyncpg.Connection]:
-    conn = await asyncpg.connect(database_url)
-    try:
-        yield conn
-    finally:
-        await conn.close()
-
-
 async def stored(admin: asyncpg.Connection, user: User) -> Stored:
     tasks = await admin.fetch(
         "SELECT id, title, completed, version FROM tasks WHERE owner_id = $1 ORDER BY id", user.id
