@@ -463,11 +463,13 @@ async def test_a_retry_sent_while_the_first_runs_waits_for_it_then_replays_it(
 
 @pytest.mark.parametrize("door", DOORS)
 async def test_many_requests_racing_with_one_key_write_once(
-    api: httpx.AsyncClient, admin: asyncpg.Connection, door: str
+    database_url: str, admin: asyncpg.Connection, door: str
 ) -> None:
     user, key = User.fresh(), str(uuid.uuid4())
     send_once = DOORS[door](user, key)
-    responses = await asyncio.gather(*(send_once(api) for _ in range(16)))
+    # Four connections (the test server's are shared): four race in PostgreSQL at a time.
+    async with app_client(make_settings(database_url, DB_POOL_SIZE="4")) as api:
+        responses = await asyncio.gather(*(send_once(api) for _ in range(16)))
     outcomes = [outcome(door, response) for response in responses]
     assert sorted(replayed for _, replayed in outcomes) == [False] + [True] * 15
     assert len({str(body) for body, _ in outcomes}) == 1
