@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 COMPILE := $(BIN)/uv pip compile pyproject.toml --quiet --universal --python-version 3.11 \
 	--generate-hashes --custom-compile-command "make lock" $(LOCK_ARGS)
 
-.PHONY: run test lint migrate token bench lock clean
+.PHONY: run test lint migrate token bench lock package-smoke clean
 
 # Exactly the tested set, hash-checked, from the dev lock file; then this project, editable.
 $(STAMP): pyproject.toml requirements-dev.lock
@@ -45,6 +45,10 @@ bench: $(STAMP)
 lock: $(STAMP)
 	$(COMPILE) --extra dev --output-file requirements-dev.lock
 	$(COMPILE) --constraint requirements-dev.lock --output-file requirements.lock
+
+# Builds the wheel and runs it as an operator would (CI runs it too).
+package-smoke: $(STAMP)
+	$(BIN)/python .ci/package_smoke.py $(SMOKE_ARGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
