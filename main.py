@@ -10,6 +10,7 @@ import logging
 import math
 import os
 import secrets
+import shlex
 import sys
 import tempfile
 from collections.abc import AsyncIterator, Callable, Mapping
@@ -609,7 +610,7 @@ def _print_development_banner(settings: Settings) -> None:
         f"""
 taskql development server (embedded PostgreSQL in {settings.data_dir / "postgres"})
 
-  Token for user '{DEV_USER_ID}' (valid 24 h; new one: python main.py token {DEV_USER_ID}):
+  Token for user '{DEV_USER_ID}' (valid 24 h; new one: {_token_command()}):
     {token}
 
   REST:
@@ -622,6 +623,15 @@ taskql development server (embedded PostgreSQL in {settings.data_dir / "postgres
 """,
         flush=True,
     )
+
+
+def _token_command() -> str:
+    """The command that prints a new development token, as pasted into a fresh shell: the
+    console script beside this interpreter (`.venv/bin/taskql` in a checkout)."""
+    script = Path(sys.executable).with_name("taskql")
+    with suppress(ValueError):
+        script = script.relative_to(Path.cwd())
+    return f"{shlex.quote(str(script))} token {DEV_USER_ID}"
 
 
 async def _migrate(settings: Settings, revision: str, down: bool) -> None:
