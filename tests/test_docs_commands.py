@@ -23,9 +23,9 @@ import jwt
 import pytest
 
 import main
-from tests.support.cli import cli_environment
+from tests.support.cli import PROJECT_DIR, cli_environment
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = PROJECT_DIR
 DOCUMENTS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 SHELL_FENCES = {"sh", "bash", "shell"}
 SHELL_BUILTINS = {"cd", "export", "set", "unset", "source", ".", "echo", "test", "["}
