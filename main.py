@@ -479,7 +479,7 @@ async def _migrate(settings: Settings, revision: str, down: bool) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="main.py", description="taskql task API")
+    parser = argparse.ArgumentParser(prog="taskql", description="taskql task API")
     commands = parser.add_subparsers(dest="command", required=True)
     commands.add_parser("serve", help="run the HTTP server")
     migrate_cmd = commands.add_parser("migrate", help="apply database migrations")

@@ -1,4 +1,9 @@
-"""Apply or revert Alembic migrations from code, one process at a time."""
+"""Apply or revert Alembic migrations from code, one process at a time.
+
+Alembic is configured here rather than by an alembic.ini, so that an installed package
+migrates from any working directory: the scripts ship inside it (db/migrations). The
+alembic.ini at the checkout's root only serves developers' `alembic revision`.
+"""
 
 from __future__ import annotations
 
@@ -11,15 +16,17 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from db.engine import DatabaseConfig, create_engine
 
-_ALEMBIC_INI = Path(__file__).resolve().parent.parent / "alembic.ini"
+MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 # Any constant works; it only has to be the same in every process that migrates.
 _MIGRATION_LOCK_KEY = 0x7A5C_0001
 
 
-def _alembic_config(connection: Connection) -> Config:
-    config = Config(str(_ALEMBIC_INI))
-    config.set_main_option("script_location", str(_ALEMBIC_INI.parent / "db" / "migrations"))
-    config.attributes["connection"] = connection
+def alembic_config(connection: Connection | None = None) -> Config:
+    """Alembic's configuration for the migrations of this package, on `connection`."""
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS_DIR))
+    if connection is not None:
+        config.attributes["connection"] = connection
     return config
 
 
@@ -27,7 +34,7 @@ def _run(connection: Connection, action: str, revision: str) -> None:
     # Workers that start together would otherwise race to create the same table.
     connection.execute(text("SELECT pg_advisory_lock(:key)"), {"key": _MIGRATION_LOCK_KEY})
     try:
-        config = _alembic_config(connection)
+        config = alembic_config(connection)
         if action == "upgrade":
             command.upgrade(config, revision)
         else:
