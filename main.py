@@ -9,7 +9,7 @@ import logging
 import os
 import secrets
 import sys
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from functools import partial
@@ -22,6 +22,7 @@ from starlette.middleware import Middleware
 from db import migrate
 from db.embedded import database_url_or_embedded
 from db.engine import Database, DatabaseConfig, create_engine
+from db.errors import DatabaseMisconfigured, DatabaseUnavailable, SchemaNotCurrent
 from resolvers.auth import AuthConfig, TokenVerifier, sign_development_token
 from resolvers.context import ContextFactory
 from resolvers.ratelimit import RateLimitConfig, RateLimiter
@@ -44,6 +45,11 @@ from server.telemetry import RequestTelemetry, TelemetryConfig
 log = logging.getLogger("taskql")
 
 DEV_USER_ID = "dev-user"
+# How the README tells operators to apply the migrations; messages name it.
+MIGRATE_COMMAND = "python main.py migrate"
+# `serve`'s exit status when the database is not fit to serve (schema, login): a process
+# manager may treat it as final (systemd: RestartPreventExitStatus=3) instead of looping.
+EXIT_DATABASE_NOT_READY = 3
 
 
 SETTINGS = (
@@ -57,6 +63,13 @@ SETTINGS = (
         "DATABASE_MIGRATION_URL",
         None,
         "Direct (non-pooled) URL used by `migrate`; defaults to DATABASE_URL.",
+    ),
+    Setting(
+        "MIGRATE_ON_START",
+        "false",
+        "`true`: `serve` applies the migrations before it takes traffic (instances starting "
+        "together take turns under a database lock); `false`: `serve` refuses to start while "
+        "the schema is behind, naming the command to run.",
     ),
     Setting("DATA_DIR", ".data", "Where the embedded PostgreSQL and the development secret live."),
     Setting("HOST", "127.0.0.1", "Interface to listen on."),
@@ -92,8 +105,9 @@ SETTINGS = (
     Setting(
         "DB_POOLER",
         "auto",
-        "`true` behind a transaction-pooling PgBouncer, `false` for a "
-        "direct connection, `auto`: true when the host name contains `-pooler` (Neon).",
+        "`true` behind a transaction-pooling PgBouncer, `false` for a direct connection, `auto`: "
+        "true when the host name contains `-pooler` (Neon) or when the first connection finds "
+        "a transaction pooler (then the log says so).",
     ),
     Setting("GRAPHIQL", "true", "Serve GraphiQL to browsers at GET /graphql."),
     Setting(
@@ -196,6 +210,7 @@ _SECRET_SETTINGS = ("secret", "user_hash_key")
 class Settings:
     database_url: str | None
     migration_url: str | None
+    migrate_on_start: bool
     data_dir: Path
     host: str
     port: int
@@ -235,6 +250,7 @@ class Settings:
             statement_timeout_seconds=self.statement_timeout,
             pooler=self.pooler,
             role=self.app_role if self.row_security else None,
+            schema=migrate.expected_schema(MIGRATE_COMMAND),
         )
 
 
@@ -261,6 +277,7 @@ def read_settings(env: Mapping[str, str]) -> Settings:
     return Settings(
         database_url=database_url,
         migration_url=read.text("DATABASE_MIGRATION_URL") or database_url,
+        migrate_on_start=bool(read.flag("MIGRATE_ON_START")),
         data_dir=data_dir,
         host=read.text("HOST") or "127.0.0.1",
         port=read.integer("PORT", 1, 65535),
@@ -331,7 +348,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
         ) as url:
             if settings.embedded:
                 await migrate.upgrade_database(settings.database(url))
-            database = await Database.open(settings.database(url))
+            database = await Database.open(settings.database(url), upgrade=_upgrade(settings))
             pool_watch = metrics.watch_pool(database)
             verifier = TokenVerifier(settings.auth, on_jwks_fetch=metrics.jwks_fetched)
             limit = settings.rate_limit
@@ -389,6 +406,14 @@ def create_app(settings: Settings | None = None) -> Starlette:
     )
 
 
+def _upgrade(settings: Settings) -> Callable[[], Awaitable[None]] | None:
+    """What migrates the database when a worker finds it behind, with MIGRATE_ON_START: for
+    a database that was unreachable when `serve` started (which otherwise migrates first)."""
+    if not settings.migrate_on_start or settings.migration_url is None:
+        return None
+    return partial(migrate.upgrade_database, settings.database(settings.migration_url))
+
+
 def _development_token(settings: Settings) -> Callable[[], str] | None:
     """Signs a fresh token for the development user, for the pages to offer; only with the
     embedded default and its own secret, never with DATABASE_URL set (production)."""
@@ -418,6 +443,10 @@ def _telemetry(settings: Settings) -> TelemetryConfig:
 
 
 def _serve(settings: Settings) -> int:
+    if not settings.embedded:
+        status = asyncio.run(_check_schema(settings))
+        if status != 0:
+            return status
     if settings.embedded:
         assert settings.auth.secret is not None
         print_banner(
@@ -437,6 +466,28 @@ def _serve(settings: Settings) -> int:
             multiprocess_dir=settings.multiprocess_dir,
         ),
     )
+
+
+async def _check_schema(settings: Settings) -> int:
+    """0 when the workers may start; checked here, before they do, so that a refusal is
+    said once, not once per worker."""
+    assert settings.migration_url is not None
+    config = settings.database(settings.migration_url)
+    try:
+        await migrate.check_schema(config, migrate=settings.migrate_on_start)
+    except DatabaseUnavailable:
+        log.warning(
+            "the database is unreachable: serving anyway, /readyz and requests answer 503 "
+            "until it answers, and its schema is checked then"
+        )
+    except SchemaNotCurrent as error:
+        hint = "" if error.ahead else " (or set MIGRATE_ON_START=true)"
+        log.error("refusing to start: %s%s", error, hint)
+        return EXIT_DATABASE_NOT_READY
+    except DatabaseMisconfigured as error:
+        log.error("refusing to start: %s", error)
+        return EXIT_DATABASE_NOT_READY
+    return 0
 
 
 async def _migrate(settings: Settings, revision: str, down: bool) -> None:
