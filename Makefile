@@ -3,17 +3,22 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+# One resolution for every platform and every Python from 3.11 on, with each file's hashes.
+COMPILE := $(BIN)/uv pip compile pyproject.toml --quiet --universal --python-version 3.11 \
+	--generate-hashes --custom-compile-command "make lock" $(LOCK_ARGS)
 
-.PHONY: run test lint migrate token bench clean
+.PHONY: run test lint migrate token bench lock package-smoke clean
 
-$(STAMP): pyproject.toml
+# Exactly the tested set, hash-checked, from the dev lock file; then this project, editable.
+$(STAMP): pyproject.toml requirements-dev.lock
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e ".[dev]"
+	$(BIN)/python -m pip install --quiet --require-hashes -r requirements-dev.lock
+	$(BIN)/python -m pip install --quiet --no-deps -e .
 	touch $(STAMP)
 
 run: $(STAMP)
-	$(BIN)/python main.py serve
+	$(BIN)/taskql serve
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
@@ -25,13 +30,26 @@ lint: $(STAMP)
 	$(BIN)/lint-imports
 
 migrate: $(STAMP)
-	$(BIN)/python main.py migrate
+	$(BIN)/taskql migrate
 
+# Prints the token alone, so that `TOKEN=$$(make -s token USER_ID=alice)` works.
 token: $(STAMP)
-	$(BIN)/python main.py token $(USER_ID)
+	@$(BIN)/taskql token $(USER_ID)
 
 bench: $(STAMP)
 	$(BIN)/python bench/run.py $(BENCH_ARGS)
+
+# Resolves both lock files again after pyproject.toml changed, keeping every pin that still
+# fits; `make lock LOCK_ARGS=--upgrade` moves all to their newest releases,
+# `LOCK_ARGS="--upgrade-package starlette"` one. The runtime file is constrained by the dev
+# file, so a deploy gets the very versions the tests ran with.
+lock: $(STAMP)
+	$(COMPILE) --extra dev --output-file requirements-dev.lock
+	$(COMPILE) --constraint requirements-dev.lock --output-file requirements.lock
+
+# Builds the wheel and runs it as an operator would (CI runs it too).
+package-smoke: $(STAMP)
+	$(BIN)/python .ci/package_smoke.py $(SMOKE_ARGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

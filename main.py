@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
@@ -23,6 +24,7 @@ from db import migrate
 from db.embedded import database_url_or_embedded
 from db.engine import Database, DatabaseConfig, create_engine
 from db.errors import DatabaseMisconfigured, DatabaseUnavailable, SchemaNotCurrent
+from db.url import is_pooler_host
 from resolvers.auth import AuthConfig, TokenVerifier, sign_development_token
 from resolvers.context import ContextFactory
 from resolvers.ratelimit import RateLimitConfig, RateLimiter
@@ -46,7 +48,7 @@ log = logging.getLogger("taskql")
 
 DEV_USER_ID = "dev-user"
 # How the README tells operators to apply the migrations; messages name it.
-MIGRATE_COMMAND = "python main.py migrate"
+MIGRATE_COMMAND = "taskql migrate"
 # `serve`'s exit status when the database is not fit to serve (schema, login): a process
 # manager may treat it as final (systemd: RestartPreventExitStatus=3) instead of looping.
 EXIT_DATABASE_NOT_READY = 3
@@ -68,8 +70,8 @@ SETTINGS = (
         "MIGRATE_ON_START",
         "false",
         "`true`: `serve` applies the migrations before it takes traffic (instances starting "
-        "together take turns under a database lock); `false`: `serve` refuses to start while "
-        "the schema is behind, naming the command to run.",
+        "together take turns under a database lock, so it needs a direct URL); `false`: `serve` "
+        "refuses to start while the schema is behind, naming the command to run.",
     ),
     Setting("DATA_DIR", ".data", "Where the embedded PostgreSQL and the development secret live."),
     Setting("HOST", "127.0.0.1", "Interface to listen on."),
@@ -277,7 +279,7 @@ def read_settings(env: Mapping[str, str]) -> Settings:
     return Settings(
         database_url=database_url,
         migration_url=read.text("DATABASE_MIGRATION_URL") or database_url,
-        migrate_on_start=bool(read.flag("MIGRATE_ON_START")),
+        migrate_on_start=_migrate_on_start(read),
         data_dir=data_dir,
         host=read.text("HOST") or "127.0.0.1",
         port=read.integer("PORT", 1, 65535),
@@ -316,6 +318,22 @@ def read_settings(env: Mapping[str, str]) -> Settings:
         forwarded_allow_ips=read.text("FORWARDED_ALLOW_IPS") or "127.0.0.1",
         rate_limit=_rate_limit(workers, per_minute, burst),
     )
+
+
+def _migrate_on_start(read: Environment) -> bool:
+    """MIGRATE_ON_START, refused where the migrations would go through a transaction pooler,
+    which cannot keep the session-level lock that makes instances take turns."""
+    if not read.flag("MIGRATE_ON_START"):
+        return False
+    direct = read.text("DATABASE_MIGRATION_URL")
+    url = direct or read.text("DATABASE_URL")
+    pooled = is_pooler_host(urlsplit(url or "").hostname or "")
+    if pooled or (direct is None and read.flag("DB_POOLER")):
+        raise ConfigError(
+            "MIGRATE_ON_START=true would migrate through a transaction pooler, which cannot "
+            "hold the migrations' lock: set DATABASE_MIGRATION_URL to the direct URL"
+        )
+    return True
 
 
 def _rate_limit(workers: int, per_minute: int, burst: int) -> RateLimitConfig:
@@ -506,7 +524,7 @@ async def _migrate(settings: Settings, revision: str, down: bool) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="main.py", description="taskql task API")
+    parser = argparse.ArgumentParser(prog="taskql", description="taskql task API")
     commands = parser.add_subparsers(dest="command", required=True)
     commands.add_parser("serve", help="run the HTTP server")
     migrate_cmd = commands.add_parser("migrate", help="apply database migrations")

@@ -1,4 +1,9 @@
-"""Apply or revert Alembic migrations from code, one process at a time."""
+"""Apply or revert Alembic migrations from code, one process at a time.
+
+Alembic is configured here rather than by an alembic.ini, so that an installed package
+migrates from any working directory: the scripts ship inside it (db/migrations). The
+alembic.ini at the checkout's root only serves developers' `alembic revision`.
+"""
 
 from __future__ import annotations
 
@@ -19,22 +24,24 @@ from db.schema import ExpectedSchema
 
 log = logging.getLogger(__name__)
 
-_ALEMBIC_INI = Path(__file__).resolve().parent.parent / "alembic.ini"
+MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 # Any constant works; it only has to be the same in every process that migrates.
 _MIGRATION_LOCK_KEY = 0x7A5C_0001
 
 
-def _alembic_config(connection: Connection | None = None) -> Config:
-    config = Config(str(_ALEMBIC_INI))
-    config.set_main_option("script_location", str(_ALEMBIC_INI.parent / "db" / "migrations"))
-    config.attributes["connection"] = connection
+def alembic_config(connection: Connection | None = None) -> Config:
+    """Alembic's configuration for the migrations of this package, on `connection`."""
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS_DIR))
+    if connection is not None:
+        config.attributes["connection"] = connection
     return config
 
 
 @cache
 def expected_schema(migrate_command: str) -> ExpectedSchema:
     """The revision this code needs (the migrations' single head) and all it knows."""
-    scripts = ScriptDirectory.from_config(_alembic_config())
+    scripts = ScriptDirectory.from_config(alembic_config())
     head = scripts.get_current_head()  # raises if the migrations have several heads
     assert head is not None, "no migrations"
     known = frozenset(script.revision for script in scripts.walk_revisions())
@@ -50,7 +57,7 @@ def _run(connection: Connection, action: str, revision: str) -> Migrated:
     connection.execute(text("SELECT pg_advisory_lock(:key)"), {"key": _MIGRATION_LOCK_KEY})
     try:
         before = MigrationContext.configure(connection).get_current_revision()
-        config = _alembic_config(connection)
+        config = alembic_config(connection)
         if action == "upgrade":
             command.upgrade(config, revision)
         else:

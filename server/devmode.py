@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 import secrets
+import shlex
+import sys
 import tempfile
 from contextlib import suppress
 from pathlib import Path
@@ -34,7 +36,7 @@ def print_banner(*, base_url: str, data_dir: Path, user_id: str, token: str) -> 
         f"""
 taskql development server (embedded PostgreSQL in {data_dir / "postgres"})
 
-  Token for user '{user_id}' (valid 24 h; new one: .venv/bin/taskql token {user_id}):
+  Token for user '{user_id}' (valid 24 h; new one: {token_command(user_id)}):
     {token}
 
   REST:
@@ -47,3 +49,12 @@ taskql development server (embedded PostgreSQL in {data_dir / "postgres"})
 """,
         flush=True,
     )
+
+
+def token_command(user_id: str) -> str:
+    """The command that prints a new development token, as pasted into a fresh shell: the
+    console script beside this interpreter (`.venv/bin/taskql` in a checkout)."""
+    script = Path(sys.executable).with_name("taskql")
+    with suppress(ValueError):
+        script = script.relative_to(Path.cwd())
+    return f"{shlex.quote(str(script))} token {shlex.quote(user_id)}"

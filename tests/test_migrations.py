@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import asyncpg
 import pytest
@@ -20,7 +21,7 @@ from db.tables import metadata
 from tests.support.cli import PROJECT_DIR, cli_environment, run_cli
 from tests.support.databases import empty_database
 
-HEAD = ScriptDirectory.from_config(Config(str(PROJECT_DIR / "alembic.ini"))).get_current_head()
+HEAD = ScriptDirectory.from_config(migrate.alembic_config()).get_current_head()
 
 EXPECTED_COLUMNS = [
     # name, type, nullable, default, identity
@@ -81,6 +82,14 @@ async def _indexes(url: str) -> dict[str, str]:
 async def _table_exists(url: str) -> bool:
     [row] = await _fetch(url, "SELECT to_regclass('public.tasks') IS NOT NULL AS present")
     return bool(row["present"])
+
+
+def test_developers_alembic_ini_names_the_packaged_scripts() -> None:
+    # `alembic revision` (alembic.ini) must write where `taskql migrate` reads.
+    developers = ScriptDirectory.from_config(Config(str(PROJECT_DIR / "alembic.ini")))
+    packaged = ScriptDirectory.from_config(migrate.alembic_config())
+    assert Path(developers.dir).resolve() == Path(packaged.dir).resolve() == migrate.MIGRATIONS_DIR
+    assert developers.get_current_head() == HEAD
 
 
 async def test_upgrade_to_head_creates_the_tasks_table(engine: AsyncEngine, fresh_url: str) -> None:

@@ -9,7 +9,8 @@ from db.tables import metadata
 connection = context.config.attributes.get("connection")
 if connection is None:
     raise RuntimeError(
-        "Run migrations with `python main.py migrate`; it connects using DATABASE_URL."
+        "Run migrations with `taskql migrate` (`make migrate` in a checkout); it connects "
+        "using DATABASE_MIGRATION_URL or DATABASE_URL."
     )
 context.configure(connection=connection, target_metadata=metadata)
 with context.begin_transaction():

@@ -91,7 +91,7 @@ async def test_an_unmigrated_database_answers_503_never_422(
         _assert_no_leak(response)
     # Said once for the five requests, with what to run.
     [said] = _logged(caplog, "no alembic_version")
-    assert "run `python main.py migrate`" in said
+    assert "run `taskql migrate`" in said
 
 
 async def test_a_dropped_function_is_a_500_with_its_cause_logged(

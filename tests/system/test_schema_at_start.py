@@ -68,7 +68,7 @@ async def test_serve_refuses_an_unmigrated_database_once_for_all_workers(
     said = await _refusal(unmigrated, WORKERS="2")
     assert said == (
         f"refusing to start: the database has no schema (no alembic_version); the code needs "
-        f"{HEAD}: run `python main.py migrate` (or set MIGRATE_ON_START=true)"
+        f"{HEAD}: run `taskql migrate` (or set MIGRATE_ON_START=true)"
     )
 
 
@@ -77,7 +77,7 @@ async def test_serve_refuses_a_database_behind_the_code(unmigrated: str) -> None
     await migrate_to(unmigrated, "0003")
     said = await _refusal(unmigrated)
     assert f"the database schema is at revision 0003, behind the code's {HEAD}" in said
-    assert "run `python main.py migrate`" in said
+    assert "run `taskql migrate`" in said
 
 
 @pytest.mark.slow
@@ -86,7 +86,7 @@ async def test_serve_refuses_a_database_ahead_of_the_code(unmigrated: str) -> No
     await set_revision(unmigrated, "from_newer_code")
     said = await _refusal(unmigrated, MIGRATE_ON_START="true")
     assert "at revision from_newer_code, which this code does not know" in said
-    assert f"`python main.py migrate {HEAD} --down`" in said
+    assert f"`taskql migrate {HEAD} --down`" in said
     assert "MIGRATE_ON_START" not in said  # it would not help
 
 
@@ -198,3 +198,20 @@ async def test_serve_starts_while_the_database_is_unreachable(tmp_path: Path) ->
         assert response.json()["reason"] == "database unreachable"
         said = instance.messages()
     assert any(m.startswith("the database is unreachable: serving anyway") for m in said), said
+
+
+@pytest.mark.parametrize(
+    "variables",
+    [
+        {"DATABASE_URL": "postgresql://app@ep-x-pooler.example.com/tasks"},
+        {"DATABASE_URL": "postgresql://app@127.0.0.1/tasks", "DB_POOLER": "true"},
+    ],
+)
+async def test_migrating_on_start_through_a_pooler_is_a_configuration_error(
+    variables: dict[str, str],
+) -> None:
+    env = _serve_environment(variables.pop("DATABASE_URL"), MIGRATE_ON_START="true", **variables)
+    status, _stdout, stderr = await run_cli("serve", env=env)
+    assert status == 2, stderr
+    assert "MIGRATE_ON_START=true would migrate through a transaction pooler" in stderr
+    assert "set DATABASE_MIGRATION_URL to the direct URL" in stderr
