@@ -9,12 +9,13 @@ import logging
 import os
 import secrets
 import sys
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
@@ -22,6 +23,8 @@ from starlette.middleware import Middleware
 from db import migrate
 from db.embedded import database_url_or_embedded
 from db.engine import Database, DatabaseConfig, create_engine
+from db.errors import DatabaseMisconfigured, DatabaseUnavailable, SchemaNotCurrent
+from db.url import is_pooler_host
 from resolvers.auth import AuthConfig, TokenVerifier, sign_development_token
 from resolvers.context import ContextFactory
 from resolvers.ratelimit import RateLimitConfig, RateLimiter
@@ -45,6 +48,11 @@ from server.telemetry import RequestTelemetry, TelemetryConfig
 log = logging.getLogger("taskql")
 
 DEV_USER_ID = "dev-user"
+# How the README tells operators to apply the migrations; messages name it.
+MIGRATE_COMMAND = "taskql migrate"
+# `serve`'s exit status when the database is not fit to serve (schema, login): a process
+# manager may treat it as final (systemd: RestartPreventExitStatus=3) instead of looping.
+EXIT_DATABASE_NOT_READY = 3
 
 
 SETTINGS = (
@@ -58,6 +66,13 @@ SETTINGS = (
         "DATABASE_MIGRATION_URL",
         None,
         "Direct (non-pooled) URL used by `migrate`; defaults to DATABASE_URL.",
+    ),
+    Setting(
+        "MIGRATE_ON_START",
+        "false",
+        "`true`: `serve` applies the migrations before it takes traffic (instances starting "
+        "together take turns under a database lock, so it needs a direct URL); `false`: `serve` "
+        "refuses to start while the schema is behind, naming the command to run.",
     ),
     Setting("DATA_DIR", ".data", "Where the embedded PostgreSQL and the development secret live."),
     Setting("HOST", "127.0.0.1", "Interface to listen on."),
@@ -93,8 +108,9 @@ SETTINGS = (
     Setting(
         "DB_POOLER",
         "auto",
-        "`true` behind a transaction-pooling PgBouncer, `false` for a "
-        "direct connection, `auto`: true when the host name contains `-pooler` (Neon).",
+        "`true` behind a transaction-pooling PgBouncer, `false` for a direct connection, `auto`: "
+        "true when the host name contains `-pooler` (Neon) or when the first connection finds "
+        "a transaction pooler (then the log says so).",
     ),
     Setting("GRAPHIQL", "true", "Serve GraphiQL to browsers at GET /graphql."),
     Setting(
@@ -209,6 +225,7 @@ _SECRET_SETTINGS = ("secret", "user_hash_key")
 class Settings:
     database_url: str | None
     migration_url: str | None
+    migrate_on_start: bool
     data_dir: Path
     host: str
     port: int
@@ -249,6 +266,7 @@ class Settings:
             statement_timeout_seconds=self.statement_timeout,
             pooler=self.pooler,
             role=self.app_role if self.row_security else None,
+            schema=migrate.expected_schema(MIGRATE_COMMAND),
         )
 
 
@@ -275,6 +293,7 @@ def read_settings(env: Mapping[str, str]) -> Settings:
     return Settings(
         database_url=database_url,
         migration_url=read.text("DATABASE_MIGRATION_URL") or database_url,
+        migrate_on_start=_migrate_on_start(read),
         data_dir=data_dir,
         host=read.text("HOST") or "127.0.0.1",
         port=read.integer("PORT", 1, 65535),
@@ -319,6 +338,22 @@ def read_settings(env: Mapping[str, str]) -> Settings:
     )
 
 
+def _migrate_on_start(read: Environment) -> bool:
+    """MIGRATE_ON_START, refused where the migrations would go through a transaction pooler,
+    which cannot keep the session-level lock that makes instances take turns."""
+    if not read.flag("MIGRATE_ON_START"):
+        return False
+    direct = read.text("DATABASE_MIGRATION_URL")
+    url = direct or read.text("DATABASE_URL")
+    pooled = is_pooler_host(urlsplit(url or "").hostname or "")
+    if pooled or (direct is None and read.flag("DB_POOLER")):
+        raise ConfigError(
+            "MIGRATE_ON_START=true would migrate through a transaction pooler, which cannot "
+            "hold the migrations' lock: set DATABASE_MIGRATION_URL to the direct URL"
+        )
+    return True
+
+
 def _rate_limit(workers: int, per_minute: int, burst: int) -> RateLimitConfig:
     """This worker's share of the limit: buckets live in each process's memory, and a shared
     one would cost a database write per request, so each of the workers allows 1/workers."""
@@ -349,7 +384,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
         ) as url:
             if settings.embedded:
                 await migrate.upgrade_database(settings.database(url))
-            database = await Database.open(settings.database(url))
+            database = await Database.open(settings.database(url), upgrade=_upgrade(settings))
             pool_watch = metrics.watch_pool(database)
             verifier = TokenVerifier(settings.auth, on_jwks_fetch=metrics.jwks_fetched)
             limit = settings.rate_limit
@@ -413,6 +448,14 @@ def create_app(settings: Settings | None = None) -> Starlette:
     )
 
 
+def _upgrade(settings: Settings) -> Callable[[], Awaitable[None]] | None:
+    """What migrates the database when a worker finds it behind, with MIGRATE_ON_START: for
+    a database that was unreachable when `serve` started (which otherwise migrates first)."""
+    if not settings.migrate_on_start or settings.migration_url is None:
+        return None
+    return partial(migrate.upgrade_database, settings.database(settings.migration_url))
+
+
 def _development_token(settings: Settings) -> Callable[[], str] | None:
     """Signs a fresh token for the development user, for the pages to offer; only with the
     embedded default and its own secret, never with DATABASE_URL set (production)."""
@@ -442,6 +485,10 @@ def _telemetry(settings: Settings) -> TelemetryConfig:
 
 
 def _serve(settings: Settings) -> int:
+    if not settings.embedded:
+        status = asyncio.run(_check_schema(settings))
+        if status != 0:
+            return status
     if settings.embedded:
         assert settings.auth.secret is not None
         print_banner(
@@ -461,6 +508,28 @@ def _serve(settings: Settings) -> int:
             multiprocess_dir=settings.multiprocess_dir,
         ),
     )
+
+
+async def _check_schema(settings: Settings) -> int:
+    """0 when the workers may start; checked here, before they do, so that a refusal is
+    said once, not once per worker."""
+    assert settings.migration_url is not None
+    config = settings.database(settings.migration_url)
+    try:
+        await migrate.check_schema(config, migrate=settings.migrate_on_start)
+    except DatabaseUnavailable:
+        log.warning(
+            "the database is unreachable: serving anyway, /readyz and requests answer 503 "
+            "until it answers, and its schema is checked then"
+        )
+    except SchemaNotCurrent as error:
+        hint = "" if error.ahead else " (or set MIGRATE_ON_START=true)"
+        log.error("refusing to start: %s%s", error, hint)
+        return EXIT_DATABASE_NOT_READY
+    except DatabaseMisconfigured as error:
+        log.error("refusing to start: %s", error)
+        return EXIT_DATABASE_NOT_READY
+    return 0
 
 
 async def _migrate(settings: Settings, revision: str, down: bool) -> None:

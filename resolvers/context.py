@@ -12,11 +12,22 @@ from aiodataloader import DataLoader
 
 from db import tasks as task_queries
 from db.engine import Database
-from db.errors import DatabaseRejectedInput, DatabaseUnavailable
+from db.errors import (
+    DatabaseMisconfigured,
+    DatabaseRejectedInput,
+    DatabaseUnavailable,
+    PoolerNotAnnounced,
+)
 from db.statements import Connection
 from resolvers.auth import Principal, TokenVerifier, bearer_token
 from resolvers.domain import Task, task_from_row
-from resolvers.errors import FieldError, InvalidInput, ServiceUnavailable, Unauthenticated
+from resolvers.errors import (
+    FieldError,
+    InvalidInput,
+    ServiceMisconfigured,
+    ServiceUnavailable,
+    Unauthenticated,
+)
 from resolvers.idempotency import key_from_header
 from resolvers.ratelimit import RateLimiter
 
@@ -76,6 +87,22 @@ class Context:
             raise InvalidInput(
                 [FieldError("body", "Input contains a value that cannot be stored", "value_error")]
             ) from error
+        except DatabaseMisconfigured as error:
+            # The database logged the cause and the fix; clients get neither.
+            raise _misconfigured(error) from error
+
+
+def _misconfigured(error: DatabaseMisconfigured) -> ServiceMisconfigured | ServiceUnavailable:
+    """500 when only an operator can help; 503 when waiting may (a migration under way, the
+    pool moving to pooler mode)."""
+    if not error.retryable:
+        return ServiceMisconfigured()
+    if isinstance(error, PoolerNotAnnounced):
+        return ServiceUnavailable("The database could not run this request; retry shortly")
+    return ServiceUnavailable(
+        "The service is waiting for its database schema to be upgraded; retry shortly",
+        retry_after=5,
+    )
 
 
 @dataclass(frozen=True, slots=True)

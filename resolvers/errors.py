@@ -100,6 +100,18 @@ class MalformedIdempotencyKey(AppError):
     status = 400
 
 
+class ServiceMisconfigured(AppError):
+    """The service's own setup is at fault (its database lacks a table, a function, a role or
+    a privilege): neither the input nor a retry can help. The log names the cause and the fix;
+    clients learn only that it is not their fault."""
+
+    code = "SERVICE_MISCONFIGURED"
+    status = 500
+
+    def __init__(self) -> None:
+        super().__init__("The service is misconfigured; its operators can find why in its log")
+
+
 class RetryLater(AppError):
     """Refused for now; the client may try again after `retry_after` seconds."""
 

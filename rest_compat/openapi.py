@@ -112,7 +112,8 @@ def _error_responses(*, max_body_bytes: int) -> dict[str, dict[str, Any]]:
             headers={"Retry-After": _RETRY_AFTER},
         ),
         "503": _error(
-            "The database, or the token issuer's key set (JWT_JWKS_URL), cannot be reached",
+            "The database, or the token issuer's key set (JWT_JWKS_URL), cannot be reached, "
+            "or the database schema is not yet the one this version needs",
             headers={"Retry-After": _RETRY_AFTER},
         ),
     }

@@ -29,7 +29,11 @@ GRAPHQL_PATH = "/graphql"
 GRAPHQL_RESPONSE = "application/graphql-response+json"
 JSON = "application/json"
 
-_STATUS_BY_CODE = {"UNAUTHENTICATED": 401, "SERVICE_UNAVAILABLE": 503}
+_STATUS_BY_CODE = {
+    "UNAUTHENTICATED": 401,
+    "SERVICE_UNAVAILABLE": 503,
+    "SERVICE_MISCONFIGURED": 500,
+}
 _NAME = r"[_A-Za-z][_0-9A-Za-z]{0,99}"
 # The name of a document's first operation, for logs and metrics when operationName is absent;
 # a full parse is left to the schema, which caches it.

@@ -240,7 +240,7 @@ async def test_behind_a_pooler_the_role_ends_with_the_transaction(seeded: str) -
         async with database.connect() as conn:
             assert await conn.fetchval("SELECT current_user") == APP_ROLE
         # The connection's session, outside the transaction: a pooler would hand it on.
-        async with database._pool.acquire() as raw:
+        async with database._mode.pool.acquire() as raw:
             assert await raw.fetchval("SELECT current_user") != APP_ROLE
     finally:
         await database.close()

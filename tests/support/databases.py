@@ -1,4 +1,5 @@
-"""Throwaway databases on the test server, for tests that need one without the schema."""
+"""Throwaway databases on the test server, for tests that need one without the schema or
+with a schema of their own making."""
 
 from __future__ import annotations
 
@@ -8,6 +9,8 @@ from contextlib import asynccontextmanager
 
 import asyncpg
 
+from db.engine import DatabaseConfig, create_engine
+from db.migrate import upgrade
 from tests.conftest import database_url_for
 
 
@@ -21,6 +24,48 @@ async def empty_database(admin_url: str, prefix: str = "taskql_empty") -> AsyncI
     finally:
         # FORCE: connections the test left open (a pool, a subprocess) must not block the drop.
         await _admin(admin_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+async def migrate_to(url: str, revision: str = "head") -> None:
+    """Apply the migrations to the database at `url`, up to `revision`."""
+    engine = create_engine(DatabaseConfig(url=url))
+    try:
+        await upgrade(engine, revision)
+    finally:
+        await engine.dispose()
+
+
+async def set_revision(url: str, revision: str) -> None:
+    """Make the database claim `revision` (one newer code would have left, say)."""
+    conn = await asyncpg.connect(url)
+    try:
+        await conn.execute("UPDATE alembic_version SET version_num = $1", revision)
+    finally:
+        await conn.close()
+
+
+@asynccontextmanager
+async def failing_database(admin_url: str, owner_id: str) -> AsyncIterator[str]:
+    """A migrated database where reading `owner_id`'s tasks raises an error nobody planned for
+    (a row-level security policy calls a function that raises): the way to provoke an
+    unexpected error through the real app, now that a missing schema has a meaning."""
+    async with empty_database(admin_url, "taskql_failing") as url:
+        await migrate_to(url)
+        conn = await asyncpg.connect(url)
+        try:
+            await conn.execute(
+                """
+                CREATE FUNCTION taskql_test_failure() RETURNS boolean LANGUAGE plpgsql AS
+                $$ BEGIN RAISE EXCEPTION 'a failure nobody planned for'; END $$;
+                CREATE POLICY taskql_test_failure ON tasks AS RESTRICTIVE
+                    USING (taskql_test_failure());
+                """
+            )
+            # As superuser, which row-level security does not bind.
+            await conn.execute("INSERT INTO tasks (owner_id, title) VALUES ($1, 'x')", owner_id)
+        finally:
+            await conn.close()
+        yield url
 
 
 async def _admin(admin_url: str, statement: str) -> None:

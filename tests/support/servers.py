@@ -246,9 +246,19 @@ def _alive(process: psutil.Process) -> bool:
 
 
 class PgBouncer:
-    """A PgBouncer in transaction pooling mode on 127.0.0.1:<free port>, in front of `port`."""
+    """A PgBouncer on 127.0.0.1:<free port> in front of `server_port`: in transaction pooling
+    mode, ignoring the statement_timeout clients send, unless told otherwise (PgBouncer's own
+    defaults: `pool_mode="session"`, `ignore_startup_parameters=""`)."""
 
-    def __init__(self, binary: Path, *, server_port: int, pool_size: int = 4) -> None:
+    def __init__(
+        self,
+        binary: Path,
+        *,
+        server_port: int,
+        pool_size: int = 4,
+        pool_mode: str = "transaction",
+        ignore_startup_parameters: str = "statement_timeout",
+    ) -> None:
         self.directory = _owned_temp_dir("taskql-pgbouncer-")
         self.port = free_port()
         (self.directory / "userlist.txt").write_text('"postgres" ""\n')
@@ -263,10 +273,10 @@ listen_port = {self.port}
 unix_socket_dir =
 auth_type = trust
 auth_file = {self.directory / "userlist.txt"}
-pool_mode = transaction
+pool_mode = {pool_mode}
 default_pool_size = {pool_size}
 max_client_conn = 1000
-ignore_startup_parameters = statement_timeout
+ignore_startup_parameters = {ignore_startup_parameters}
 logfile = {self.directory / "pgbouncer.log"}
 """
         )
