@@ -64,8 +64,21 @@ SETTINGS = (
     Setting(
         "WORKERS",
         "1",
-        "Worker processes; each accepts on its own socket (SO_REUSEPORT), and one that dies "
-        "is replaced.",
+        "Worker processes; each accepts on its own socket (SO_REUSEPORT), and a supervising "
+        "process replaces one that dies or hangs, backing off while replacements keep dying.",
+    ),
+    Setting(
+        "WORKER_TIMEOUT",
+        "30",
+        "Seconds a worker's event loop may stall before the supervisor kills and replaces it "
+        "(a starting worker gets at least 60 s to serve); with WORKERS > 1.",
+    ),
+    Setting(
+        "SHUTDOWN_GRACE_SECONDS",
+        "20",
+        "Seconds in-flight requests get to finish after SIGTERM; with WORKERS > 1 the "
+        "supervisor then kills any worker still running. Keep it below your process "
+        "manager's stop timeout.",
     ),
     Setting("JWT_SECRET", None, "HS256 shared secret for verifying tokens."),
     Setting(
@@ -218,6 +231,8 @@ class Settings:
     user_hash_key: str | None
     metrics: bool
     multiprocess_dir: Path | None
+    worker_timeout: float
+    shutdown_grace: float
     graphiql_assets_url: str
     forwarded_allow_ips: str
     rate_limit: RateLimitConfig
@@ -295,6 +310,8 @@ def read_settings(env: Mapping[str, str]) -> Settings:
         user_hash_key=read.text("USER_HASH_KEY"),
         metrics=bool(read.flag("METRICS")),
         multiprocess_dir=read.path("PROMETHEUS_MULTIPROC_DIR"),
+        worker_timeout=read.seconds("WORKER_TIMEOUT"),
+        shutdown_grace=read.seconds("SHUTDOWN_GRACE_SECONDS"),
         graphiql_assets_url=read.text("GRAPHIQL_ASSETS_URL") or "",
         forwarded_allow_ips=read.text("FORWARDED_ALLOW_IPS") or "127.0.0.1",
         rate_limit=_rate_limit(workers, per_minute, burst),
@@ -337,6 +354,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
             limit = settings.rate_limit
             rate_limiter = RateLimiter(limit) if limit.enabled else None
             freeze_startup_objects()
+            metrics.process_started()
             try:
                 yield {
                     "context_factory": ContextFactory(
@@ -435,6 +453,8 @@ def _serve(settings: Settings) -> int:
             log_level=settings.log_level,
             forwarded_allow_ips=settings.forwarded_allow_ips,
             multiprocess_dir=settings.multiprocess_dir,
+            worker_timeout=settings.worker_timeout,
+            shutdown_grace=settings.shutdown_grace,
         ),
     )
 
