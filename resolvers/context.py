@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from functools import partial
+from typing import Protocol
 
 from aiodataloader import DataLoader
 
@@ -17,7 +18,6 @@ from db.statements import Connection
 from resolvers.auth import Principal, TokenVerifier, bearer_token
 from resolvers.domain import Task, task_from_row
 from resolvers.errors import FieldError, InvalidInput, ServiceUnavailable, Unauthenticated
-from resolvers.ratelimit import RateLimiter
 
 
 @dataclass(slots=True)
@@ -75,6 +75,13 @@ class Context:
             ) from error
 
 
+class Admission(Protocol):
+    """What the factory asks of a rate limiter (resolvers.ratelimit has two)."""
+
+    async def admit(self, user_id: str) -> None:
+        """Return when the user may make one more request; raise RateLimited if not."""
+
+
 @dataclass(frozen=True, slots=True)
 class ContextFactory:
     """Builds each request's Context from its Authorization header; shared by both doors."""
@@ -83,14 +90,14 @@ class ContextFactory:
     verifier: TokenVerifier
     on_database_unavailable: Callable[[], None] | None = None
     # None: no rate limit, and no cost on the request path.
-    rate_limiter: RateLimiter | None = None
+    rate_limiter: Admission | None = None
 
     async def __call__(self, *, authorization: str | None, request_id: str | None) -> Context:
         """A context whose principal is None when no token was sent; a bad token raises."""
         token = bearer_token(authorization)
         principal = None if token is None else await self.verifier.verify(token)
         if principal is not None and self.rate_limiter is not None:
-            self.rate_limiter.take(principal.user_id)
+            await self.rate_limiter.admit(principal.user_id)
         return Context(
             database=self.database,
             principal=principal,
