@@ -9,7 +9,6 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
-from functools import partial
 
 from db import rate_limits
 from db.engine import Database
@@ -143,7 +142,7 @@ class SharedRateLimiter:
             if renewal is None:
                 renewal = asyncio.create_task(self._renew(user_id))
                 self._renewals[user_id] = renewal
-                renewal.add_done_callback(partial(self._renewed, user_id))
+                renewal.add_done_callback(_retrieve_exception)
             # Shielded: one request giving up (its client left) must not cancel the others'.
             refused_for = await asyncio.shield(renewal)
             if refused_for is not None:
@@ -167,14 +166,19 @@ class SharedRateLimiter:
             principal=None,
             on_database_unavailable=self._on_database_unavailable,
         )
-        async with context.connection() as conn:
-            taken = await rate_limits.take_tokens(
-                conn,
-                owner_id=user_id,
-                wanted=self.lease_size,
-                per_second=self._per_second,
-                burst=self._config.burst,
-            )
+        try:
+            async with context.connection() as conn:
+                taken = await rate_limits.take_tokens(
+                    conn,
+                    owner_id=user_id,
+                    wanted=self.lease_size,
+                    per_second=self._per_second,
+                    burst=self._config.burst,
+                )
+        finally:
+            # Before any waiter wakes: one that finds the tokens spent must start a new
+            # request, not await this finished one again (which would not yield).
+            del self._renewals[user_id]
         lease = self._lease(user_id)
         if taken.granted == 0:
             lease.refused_until = self._clock() + taken.wait_seconds
@@ -182,7 +186,9 @@ class SharedRateLimiter:
         lease.tokens += taken.granted
         return None
 
-    def _renewed(self, user_id: str, renewal: asyncio.Task[float | None]) -> None:
-        del self._renewals[user_id]
-        if not renewal.cancelled():
-            renewal.exception()  # retrieved here too, in case every waiter has gone
+
+def _retrieve_exception(renewal: asyncio.Task[float | None]) -> None:
+    """Mark a failed lease request's error as seen, in case every request waiting on it left
+    (their clients went away): their own awaits report it otherwise."""
+    if not renewal.cancelled():
+        renewal.exception()
