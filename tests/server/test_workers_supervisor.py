@@ -4,6 +4,7 @@ and stuck workers; and its back-off policy on its own."""
 from __future__ import annotations
 
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -156,6 +157,25 @@ def test_shutdown_kills_a_worker_that_outlives_the_grace_period(
     assert status == 0
     assert 3 <= took < 3 + 10  # the grace, plus joining on a loaded machine
     assert len(killed) == 1
+    assert not any(worker.is_running() for worker in workers)
+
+
+@pytest.mark.slow
+def test_a_second_sigterm_kills_at_once(clean_database: str, tmp_path: Path) -> None:
+    with serve(
+        clean_database, tmp_path / "serve.log", SHUTDOWN_GRACE_SECONDS="120", WORKER_TIMEOUT="600"
+    ) as served:
+        workers = list(served.workers().values())
+        sigstop(workers[0])
+        asked_at = time.monotonic()
+        served.supervisor.send_signal(signal.SIGTERM)
+        time.sleep(1)
+        served.supervisor.send_signal(signal.SIGTERM)
+        status = served.supervisor.wait(timeout=60)
+        took = time.monotonic() - asked_at
+
+    assert status == 0
+    assert took < 30  # far from the 120 s of grace
     assert not any(worker.is_running() for worker in workers)
 
 
