@@ -162,16 +162,20 @@ class _Supervisor:
         for signum in (signal.SIGTERM, signal.SIGINT):
             signal.signal(signum, self._on_signal)
         slots = [_Slot() for _ in range(workers)]
-        for slot in slots:
-            slot.worker = self._start()
-        while not self._stopping.is_set():
-            running = [slot.worker.process.sentinel for slot in slots if slot.worker]
-            wait(running, timeout=_TICK_SECONDS)
+        try:
             for slot in slots:
-                if self._stopping.is_set():
-                    break
-                self._look_after(slot)
-        self._stop([slot.worker for slot in slots if slot.worker])
+                slot.worker = self._start()
+            while not self._stopping.is_set():
+                running = [slot.worker.process.sentinel for slot in slots if slot.worker]
+                wait(running, timeout=_TICK_SECONDS)
+                for slot in slots:
+                    if self._stopping.is_set():
+                        break
+                    self._look_after(slot)
+        finally:
+            # Also after an error of our own: multiprocessing would otherwise wait for the
+            # workers at exit, forever, with nobody left to stop them.
+            self._stop([slot.worker for slot in slots if slot.worker])
         return self._status
 
     def _on_signal(self, signum: int, _frame: object) -> None:
