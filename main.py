@@ -26,8 +26,8 @@ from db.engine import Database, DatabaseConfig, create_engine
 from db.errors import DatabaseMisconfigured, DatabaseUnavailable, SchemaNotCurrent
 from db.url import is_pooler_host
 from resolvers.auth import AuthConfig, TokenVerifier, sign_development_token
-from resolvers.context import ContextFactory
-from resolvers.ratelimit import RateLimitConfig, RateLimiter
+from resolvers.context import Admission, ContextFactory
+from resolvers.ratelimit import RateLimitConfig, RateLimiter, SharedRateLimiter
 from resolvers.retention import RetentionConfig, RetentionJanitor
 from rest_compat import docs, openapi
 from rest_compat import routes as rest_routes
@@ -80,8 +80,21 @@ SETTINGS = (
     Setting(
         "WORKERS",
         "1",
-        "Worker processes; each accepts on its own socket (SO_REUSEPORT), and one that dies "
-        "is replaced.",
+        "Worker processes; each accepts on its own socket (SO_REUSEPORT), and a supervising "
+        "process replaces one that dies or hangs, backing off while replacements keep dying.",
+    ),
+    Setting(
+        "WORKER_TIMEOUT",
+        "30",
+        "Seconds a worker's event loop may stall before the supervisor kills and replaces it "
+        "(a starting worker gets at least 60 s to serve); with WORKERS > 1.",
+    ),
+    Setting(
+        "SHUTDOWN_GRACE_SECONDS",
+        "20",
+        "Seconds in-flight requests get to finish after SIGTERM; with WORKERS > 1 the "
+        "supervisor then kills any worker still running. Keep it below your process "
+        "manager's stop timeout.",
     ),
     Setting("JWT_SECRET", None, "HS256 shared secret for verifying tokens."),
     Setting(
@@ -190,14 +203,21 @@ SETTINGS = (
     Setting(
         "RATE_LIMIT_PER_MINUTE",
         "0",
-        "Requests per minute one user may make (token bucket); 0: no limit. Kept per worker: "
-        "each of WORKERS processes allows its share, RATE_LIMIT_PER_MINUTE / WORKERS.",
+        "Requests per minute one user may make (token bucket), across all workers and "
+        "instances with the `database` store; 0: no limit.",
     ),
     Setting(
         "RATE_LIMIT_BURST",
         None,
-        "Requests one user may make at once before the per-minute rate applies, divided among "
-        "WORKERS like the rate. Unset: RATE_LIMIT_PER_MINUTE (one minute's worth).",
+        "Requests one user may make at once before the per-minute rate applies. Unset: "
+        "RATE_LIMIT_PER_MINUTE (one minute's worth).",
+    ),
+    Setting(
+        "RATE_LIMIT_STORE",
+        "auto",
+        "Where the buckets live: `database` (one per user in PostgreSQL for the whole "
+        "deployment, leased out a few tokens at a time) or `memory` (in each worker, which "
+        "allows 1/WORKERS of the limit); `auto`: database when DATABASE_URL is set.",
     ),
     Setting(
         "IDEMPOTENCY_KEY_SECONDS",
@@ -248,6 +268,8 @@ class Settings:
     user_hash_key: str | None
     metrics: bool
     multiprocess_dir: Path | None
+    worker_timeout: float
+    shutdown_grace: float
     graphiql_assets_url: str
     forwarded_allow_ips: str
     rate_limit: RateLimitConfig
@@ -290,6 +312,8 @@ def read_settings(env: Mapping[str, str]) -> Settings:
     workers = read.integer("WORKERS", 1)
     per_minute = read.integer("RATE_LIMIT_PER_MINUTE", 0)
     burst = read.integer("RATE_LIMIT_BURST", 1) if read.text("RATE_LIMIT_BURST") else per_minute
+    store = read.choice("RATE_LIMIT_STORE", ("database", "memory", "auto"))
+    shared = store == "database" or (store == "auto" and database_url is not None)
     return Settings(
         database_url=database_url,
         migration_url=read.text("DATABASE_MIGRATION_URL") or database_url,
@@ -328,9 +352,11 @@ def read_settings(env: Mapping[str, str]) -> Settings:
         user_hash_key=read.text("USER_HASH_KEY"),
         metrics=bool(read.flag("METRICS")),
         multiprocess_dir=read.path("PROMETHEUS_MULTIPROC_DIR"),
+        worker_timeout=read.seconds("WORKER_TIMEOUT"),
+        shutdown_grace=read.seconds("SHUTDOWN_GRACE_SECONDS"),
         graphiql_assets_url=read.text("GRAPHIQL_ASSETS_URL") or "",
         forwarded_allow_ips=read.text("FORWARDED_ALLOW_IPS") or "127.0.0.1",
-        rate_limit=_rate_limit(workers, per_minute, burst),
+        rate_limit=_rate_limit(workers, per_minute, burst, shared=shared),
         retention=RetentionConfig(
             event_seconds=read.seconds("EVENT_RETENTION_SECONDS"),
             idempotency_key_seconds=read.seconds("IDEMPOTENCY_KEY_SECONDS"),
@@ -354,10 +380,22 @@ def _migrate_on_start(read: Environment) -> bool:
     return True
 
 
-def _rate_limit(workers: int, per_minute: int, burst: int) -> RateLimitConfig:
-    """This worker's share of the limit: buckets live in each process's memory, and a shared
-    one would cost a database write per request, so each of the workers allows 1/workers."""
+def _rate_limit(workers: int, per_minute: int, burst: int, *, shared: bool) -> RateLimitConfig:
+    """The limit as one worker applies it: the whole of it against the buckets shared in
+    PostgreSQL, or 1/workers of it against buckets in this process's memory."""
+    if shared:
+        return RateLimitConfig(per_minute=per_minute, burst=max(1, burst), shared=True)
     return RateLimitConfig(per_minute=per_minute / workers, burst=max(1.0, burst / workers))
+
+
+def _rate_limiter(limit: RateLimitConfig, database: Database) -> Admission | None:
+    if not limit.enabled:
+        return None
+    if limit.shared:
+        return SharedRateLimiter(
+            limit, database, on_database_unavailable=metrics.database_unavailable
+        )
+    return RateLimiter(limit)
 
 
 def effective_configuration(settings: Settings) -> dict[str, Any]:
@@ -387,13 +425,13 @@ def create_app(settings: Settings | None = None) -> Starlette:
             database = await Database.open(settings.database(url), upgrade=_upgrade(settings))
             pool_watch = metrics.watch_pool(database)
             verifier = TokenVerifier(settings.auth, on_jwks_fetch=metrics.jwks_fetched)
-            limit = settings.rate_limit
-            rate_limiter = RateLimiter(limit) if limit.enabled else None
+            rate_limiter = _rate_limiter(settings.rate_limit, database)
             janitor = RetentionJanitor(
                 database, settings.retention, on_purge=metrics.retention_purged
             )
             janitor.start()
             freeze_startup_objects()
+            metrics.process_started()
             try:
                 yield {
                     "context_factory": ContextFactory(
@@ -506,6 +544,8 @@ def _serve(settings: Settings) -> int:
             log_level=settings.log_level,
             forwarded_allow_ips=settings.forwarded_allow_ips,
             multiprocess_dir=settings.multiprocess_dir,
+            worker_timeout=settings.worker_timeout,
+            shutdown_grace=settings.shutdown_grace,
         ),
     )
 

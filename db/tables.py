@@ -1,4 +1,4 @@
-"""The tasks table as SQLAlchemy Core metadata; migrations are the source of truth for DDL."""
+"""The tables as SQLAlchemy Core metadata; migrations are the source of truth for DDL."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from sqlalchemy import (
     Column,
     ColumnElement,
     DateTime,
+    Double,
     Identity,
     Index,
     Integer,
@@ -115,4 +116,15 @@ idempotency_keys = Table(
     *_task_snapshot(),
     Column("recorded_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
     Index("idempotency_keys_recorded_idx", "recorded_at"),
+)
+
+# Each user's rate-limit bucket (migration 0006): the tokens it held at `counted_at`. Unlogged:
+# losing it to a crash only refills the buckets.
+rate_limits = Table(
+    "rate_limits",
+    metadata,
+    Column("owner_id", Text, primary_key=True),
+    Column("tokens", Double, nullable=False),
+    Column("counted_at", DateTime(timezone=True), nullable=False),
+    prefixes=["UNLOGGED"],
 )

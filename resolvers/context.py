@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from functools import partial
+from typing import Protocol
 
 from aiodataloader import DataLoader
 
@@ -29,7 +30,6 @@ from resolvers.errors import (
     Unauthenticated,
 )
 from resolvers.idempotency import key_from_header
-from resolvers.ratelimit import RateLimiter
 
 
 @dataclass(slots=True)
@@ -105,6 +105,13 @@ def _misconfigured(error: DatabaseMisconfigured) -> ServiceMisconfigured | Servi
     )
 
 
+class Admission(Protocol):
+    """What the factory asks of a rate limiter (resolvers.ratelimit has two)."""
+
+    async def admit(self, user_id: str) -> None:
+        """Return when the user may make one more request; raise RateLimited if not."""
+
+
 @dataclass(frozen=True, slots=True)
 class ContextFactory:
     """Builds each request's Context from its Authorization header; shared by both doors."""
@@ -113,7 +120,7 @@ class ContextFactory:
     verifier: TokenVerifier
     on_database_unavailable: Callable[[], None] | None = None
     # None: no rate limit, and no cost on the request path.
-    rate_limiter: RateLimiter | None = None
+    rate_limiter: Admission | None = None
 
     async def __call__(
         self,
@@ -128,7 +135,7 @@ class ContextFactory:
         token = bearer_token(authorization)
         principal = None if token is None else await self.verifier.verify(token)
         if principal is not None and self.rate_limiter is not None:
-            self.rate_limiter.take(principal.user_id)
+            await self.rate_limiter.admit(principal.user_id)
         return Context(
             database=self.database,
             principal=principal,

@@ -62,6 +62,19 @@ RETENTION_PURGED = Counter(
 JWKS_FETCHES = Counter(
     "taskql_jwks_fetches", "Fetches of the JWKS signing keys, by outcome", ["outcome"]
 )
+# One series per live process (labelled by pid in multiprocess mode, where prometheus-client's
+# own process metrics are unavailable): a replaced worker shows as a new pid.
+PROCESS_STARTED = Gauge(
+    "taskql_process_start_time_seconds",
+    "When each live process (a worker, or the workers' supervisor) started, in seconds since "
+    "the epoch",
+    multiprocess_mode="liveall",
+)
+WORKER_REPLACEMENTS = Counter(
+    "taskql_worker_replacements",
+    "Workers the supervisor replaced, by reason: exited (or was killed) or unresponsive",
+    ["reason"],
+)
 
 
 class PoolStats(Protocol):
@@ -131,6 +144,14 @@ def _sample_pool(database: PoolStats) -> None:
     POOL_IDLE.set(idle)
 
 
+def process_started() -> None:
+    PROCESS_STARTED.set_to_current_time()
+
+
+def worker_replaced(reason: str) -> None:
+    WORKER_REPLACEMENTS.labels(reason).inc()
+
+
 def database_unavailable() -> None:
     DATABASE_UNAVAILABLE.inc()
 
@@ -144,7 +165,7 @@ def jwks_fetched(succeeded: bool) -> None:
 
 
 def mark_process_dead(multiprocess_dir: Path | None, pid: int) -> None:
-    """Drop a stopping worker's live gauges from the shared directory."""
+    """Drop the live gauges of a worker that stopped (or was killed) from the shared directory."""
     if multiprocess_dir is not None:
         multiprocess.mark_process_dead(pid, str(multiprocess_dir))  # type: ignore[no-untyped-call]
 

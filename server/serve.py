@@ -23,6 +23,10 @@ class ServeConfig:
     log_level: str
     forwarded_allow_ips: str
     multiprocess_dir: Path | None
+    # Seconds a worker's event loop may stall before the supervisor replaces the worker.
+    worker_timeout: float = 30.0
+    # Seconds from SIGTERM until whatever still runs is killed.
+    shutdown_grace: float = 20.0
 
 
 def serve(app_factory: str, config: ServeConfig) -> int:
@@ -36,9 +40,18 @@ def serve(app_factory: str, config: ServeConfig) -> int:
         "log_config": None,
         "access_log": False,
         "forwarded_allow_ips": config.forwarded_allow_ips,
+        # In-flight requests (and open event streams) get this long after SIGTERM.
+        "timeout_graceful_shutdown": workers.drain_seconds(config.shutdown_grace),
     }
     if config.workers > 1 and workers.supported():
-        return workers.serve(app_factory, config.host, config.port, config.workers, options)
+        supervision = workers.Supervision(
+            worker_timeout=config.worker_timeout,
+            shutdown_grace=config.shutdown_grace,
+            multiprocess_dir=config.multiprocess_dir,
+        )
+        return workers.serve(
+            app_factory, config.host, config.port, config.workers, options, supervision
+        )
     uvicorn.run(
         app_factory,
         factory=True,

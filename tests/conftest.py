@@ -88,10 +88,11 @@ def database_url(admin_database_url: str) -> Iterator[str]:
 
 @pytest.fixture
 async def clean_database(database_url: str) -> str:
-    """The session database with no tasks in it, so each test starts from nothing."""
+    """The session database with no tasks (and no rate-limit buckets) in it, so each test
+    starts from nothing."""
     conn = await asyncpg.connect(database_url)
     try:
-        await conn.execute("TRUNCATE tasks RESTART IDENTITY")
+        await conn.execute("TRUNCATE tasks, rate_limits RESTART IDENTITY")
     finally:
         await conn.close()
     return database_url

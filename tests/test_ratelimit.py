@@ -87,7 +87,13 @@ async def test_anonymous_requests_are_not_counted(clean_database: str, auth: Aut
 
 
 def test_settings_share_the_limit_among_workers() -> None:
-    env = {"DATABASE_URL": "postgresql://u@db.example.com/app", "JWT_SECRET": "s" * 32}
+    # With the buckets in memory; the database store (the default with DATABASE_URL) applies
+    # the whole limit in every worker: tests/resolvers/test_shared_ratelimit.py.
+    env = {
+        "DATABASE_URL": "postgresql://u@db.example.com/app",
+        "JWT_SECRET": "s" * 32,
+        "RATE_LIMIT_STORE": "memory",
+    }
 
     assert not read_settings(env).rate_limit.enabled
     single = read_settings({**env, "RATE_LIMIT_PER_MINUTE": "600"}).rate_limit
