@@ -10,8 +10,8 @@ import pytest
 
 import main
 from tests.conftest import running_app
+from tests.db.test_tasks import task_rows
 from tests.support.graphql import graphql, seed_tasks
-from tests.test_task_listing import task_rows
 
 Auth = Callable[[str], dict[str, str]]
 

@@ -16,9 +16,9 @@ import jwt
 import psutil
 import pytest
 
+from tests.support.cli import PROJECT_DIR
 from tests.support.servers import free_port
 
-PROJECT_DIR = Path(__file__).resolve().parent.parent
 START_SECONDS = 60.0
 USER = "dev-user"
 TOGGLES = 200

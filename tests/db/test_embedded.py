@@ -15,8 +15,8 @@ import asyncpg
 import pytest
 
 from db.embedded import EmbeddedPostgres, start_embedded_postgres
+from tests.support.cli import PROJECT_DIR
 
-PROJECT_ROOT = Path(__file__).resolve().parents[1]
 TIMEOUT = 60.0
 
 # Stands in for a uvicorn worker: attaches, reports its url, releases when told to.
@@ -50,7 +50,7 @@ class Holder:
             "-c",
             HOLDER_SCRIPT,
             str(data_dir),
-            cwd=PROJECT_ROOT,
+            cwd=PROJECT_DIR,
             stdin=asyncio.subprocess.PIPE,
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.PIPE,

@@ -1,0 +1,1 @@
+"""Tests of resolvers/: tokens, validation, paging, rate limits and the per-request context."""
