@@ -10,7 +10,9 @@ from pathlib import Path
 import pytest
 
 import main
-from tests.conftest import JWT_SECRET, PROJECT_DIR, app_client, make_settings
+from tests.support.app import app_client, make_settings
+from tests.support.cli import PROJECT_DIR
+from tests.support.tokens import JWT_SECRET
 
 
 def readme_table() -> dict[str, str]:

@@ -10,8 +10,8 @@ import pytest
 
 from db.tasks import list_sql
 from resolvers.domain import Position, TaskFilter, TaskOrder
-from tests.db.test_tasks import task_rows
 from tests.support.graphql import seed_tasks
+from tests.support.listing import task_rows
 
 INDEX_BY_ORDER = {
     ("created_at", False): "tasks_owner_created_idx",

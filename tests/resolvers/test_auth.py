@@ -29,7 +29,7 @@ from tests.support.jwks import (
     b64url,
     ed25519_key,
     es256_key,
-    hs256_token,
+    raw_hs256_token,
     rs256_key,
     sign,
     unsigned_token,
@@ -221,8 +221,8 @@ REJECTED: list[tuple[str, dict[str, Any], Callable[[], str]]] = [
     ("bad-base64", BOTH, lambda: "!!!!.@@@@.####"),
     ("header-not-json", BOTH, lambda: f"{_b64('hello')}.{_b64('{}')}.AAAA"),
     ("header-not-object", BOTH, lambda: f"{_b64('[1]')}.{_b64('{}')}.AAAA"),
-    ("payload-not-json", SECRET_ONLY, lambda: hs256_token("not json", SECRET.encode())),
-    ("payload-not-object", SECRET_ONLY, lambda: hs256_token("[1, 2]", SECRET.encode())),
+    ("payload-not-json", SECRET_ONLY, lambda: raw_hs256_token("not json", SECRET.encode())),
+    ("payload-not-object", SECRET_ONLY, lambda: raw_hs256_token("[1, 2]", SECRET.encode())),
     ("non-ascii", BOTH, lambda: hs256(claims()) + "é"),
     ("alg-none", BOTH, lambda: unsigned_token(claims())),
     ("alg-None", BOTH, lambda: unsigned_token(claims(), alg="None")),
@@ -233,10 +233,10 @@ REJECTED: list[tuple[str, dict[str, Any], Callable[[], str]]] = [
         (f"hs256-with-{key.alg}-public-{form}-{config_name}", config, make)
         for key in (ED, EC, RSA)
         for form, make in [
-            ("pem", lambda key=key: hs256_token(claims(), key.public_pem(), kid=key.kid)),
+            ("pem", lambda key=key: raw_hs256_token(claims(), key.public_pem(), kid=key.kid)),
             (
                 "jwk",
-                lambda key=key: hs256_token(
+                lambda key=key: raw_hs256_token(
                     claims(), json.dumps(key.public_jwk()).encode(), kid=key.kid
                 ),
             ),
@@ -304,7 +304,7 @@ async def test_jwks_symmetric_key_is_never_an_hmac_secret(verifiers: Verifiers) 
     with JwksServer([oct_key, ED.public_jwk()]) as server:
         verifier = verifiers(jwks_url=server.url, jwks_algorithms=("EdDSA",))
         with pytest.raises(Unauthenticated):
-            await verifier.verify(hs256_token(claims(), secret, kid="oct-1"))
+            await verifier.verify(raw_hs256_token(claims(), secret, kid="oct-1"))
 
 
 async def test_jwk_declared_alg_binds_the_key(verifiers: Verifiers) -> None:

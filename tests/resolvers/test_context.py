@@ -9,9 +9,9 @@ import httpx
 import pytest
 
 import main
-from tests.conftest import running_app
-from tests.db.test_tasks import task_rows
+from tests.support.app import running_app
 from tests.support.graphql import graphql, seed_tasks
+from tests.support.listing import task_rows
 
 Auth = Callable[[str], dict[str, str]]
 

@@ -11,7 +11,7 @@ import pytest
 from main import read_settings
 from resolvers.errors import RateLimited
 from resolvers.ratelimit import RateLimitConfig, RateLimiter
-from tests.conftest import app_client, make_settings
+from tests.support.app import app_client, make_settings
 
 Auth = Callable[[str], dict[str, str]]
 QUERY = {"query": "{ tasks { totalCount } }"}

@@ -15,9 +15,10 @@ import httpx
 import jsonschema_rs
 import pytest
 
-from tests.conftest import JWT_SECRET, app_client, hs256_token, make_settings
+from tests.support.app import app_client, make_settings
 from tests.support.live import live_server
 from tests.support.servers import free_port
+from tests.support.tokens import JWT_SECRET, hs256_token
 
 MAX_BODY_BYTES = 256
 # Requests a fresh user may make before the rate limit answers; each provocation needs two.

@@ -8,7 +8,7 @@ import httpx
 import pytest
 from graphql import get_introspection_query
 
-from tests.conftest import app_client, make_settings
+from tests.support.app import app_client, make_settings
 from tests.support.graphql import graphql
 
 Auth = Callable[[str], dict[str, str]]

@@ -14,7 +14,7 @@ import pytest
 import main
 from rest_compat.docs import TOKEN_META
 from schema.graphiql import GRAPHIQL_PACKAGES
-from tests.conftest import app_client, make_settings
+from tests.support.app import app_client, make_settings
 
 BROWSER = {"Accept": "text/html,application/xhtml+xml"}
 

@@ -10,7 +10,7 @@ import orjson
 import pytest
 
 import main
-from tests.conftest import app_client, make_settings
+from tests.support.app import app_client, make_settings
 from tests.support.graphql import GRAPHQL_RESPONSE
 
 Auth = Callable[[str], dict[str, str]]

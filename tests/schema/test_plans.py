@@ -30,8 +30,9 @@ from resolvers.auth import Principal
 from resolvers.context import Context
 from schema.build import TaskSchema, build_schema
 from schema.plans import MAX_DIRECTIVE_VARIABLES, CompiledOperations, Selection
-from tests.conftest import hs256_token, make_settings, running_app
+from tests.support.app import make_settings, running_app
 from tests.support.graphql import seed_tasks
+from tests.support.tokens import hs256_token
 
 BASE = datetime(2026, 3, 1, 12, tzinfo=UTC)
 TASK_LEAVES = ("id", "title", "description", "completed", "dueDate", "createdAt", "version")

@@ -9,7 +9,7 @@ import httpx
 import pytest
 
 from server.guards import graphiql_policy
-from tests.conftest import app_client, make_settings
+from tests.support.app import app_client, make_settings
 from tests.support.responses import assert_no_internals
 
 HARDENING = {

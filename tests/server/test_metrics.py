@@ -9,7 +9,7 @@ import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
 from main import Settings
-from tests.conftest import app_client, make_settings
+from tests.support.app import app_client, make_settings
 from tests.support.jwks import JwksServer, ed25519_key, sign
 
 Auth = Callable[[str], dict[str, str]]

@@ -15,7 +15,8 @@ import psutil
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.conftest import JWT_SECRET, PROJECT_DIR, hs256_token
+from tests.support.cli import PROJECT_DIR
+from tests.support.tokens import JWT_SECRET, hs256_token
 
 REQUESTS = 20
 CONNECTIONS = 200

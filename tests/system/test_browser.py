@@ -22,8 +22,9 @@ import main
 from resolvers.auth import sign_development_token
 from rest_compat.docs import SWAGGER_UI_PACKAGE
 from schema.graphiql import GRAPHIQL_PACKAGES
-from tests.conftest import hs256_token, make_settings
+from tests.support.app import make_settings
 from tests.support.live import live_server
+from tests.support.tokens import hs256_token
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 CHROMEDRIVER = shutil.which("chromedriver")

@@ -17,8 +17,9 @@ from gql.transport.exceptions import TransportQueryError
 from gql.transport.httpx import HTTPXAsyncTransport
 
 import main
-from tests.conftest import PROJECT_DIR, hs256_token
+from tests.support.cli import PROJECT_DIR
 from tests.support.live import live_server
+from tests.support.tokens import hs256_token
 
 EXAMPLES = PROJECT_DIR / "examples"
 

@@ -9,7 +9,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.conftest import app_client, make_settings
+from tests.support.app import app_client, make_settings
 
 USER = "alice"
 TOGGLES = 200

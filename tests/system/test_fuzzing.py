@@ -13,8 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import hs256_token, make_settings
+from tests.support.app import make_settings
 from tests.support.live import live_server
+from tests.support.tokens import hs256_token
 
 USER = "fuzz-user"
 ST = Path(sys.executable).with_name("st")

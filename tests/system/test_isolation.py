@@ -18,7 +18,8 @@ from hypothesis import strategies as st
 from hypothesis.stateful import Bundle, RuleBasedStateMachine, rule
 
 import main
-from tests.conftest import hs256_token, make_settings
+from tests.support.app import make_settings
+from tests.support.tokens import hs256_token
 
 DOORS = st.sampled_from(["rest", "graphql"])
 TASK_FIELDS = "id title completed"

@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator, Callable
 import httpx
 import pytest
 
-from tests.conftest import app_client, make_settings
+from tests.support.app import app_client, make_settings
 from tests.support.responses import assert_no_internals
 
 USER = "mallory"

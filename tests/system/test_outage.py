@@ -11,7 +11,7 @@ import pytest
 
 from db.engine import DatabaseConfig, create_engine
 from db.migrate import upgrade
-from tests.conftest import app_client, make_settings
+from tests.support.app import app_client, make_settings
 from tests.support.servers import ThrowawayPostgres, throwaway_postgres
 
 USER = "alice"

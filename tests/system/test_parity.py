@@ -22,9 +22,10 @@ import httpx
 import pytest
 import pytest_asyncio
 
-from tests.conftest import app_client, hs256_token, make_settings
+from tests.support.app import app_client, make_settings
 from tests.support.databases import empty_database
 from tests.support.jwks import JwksServer, SigningKey, ed25519_key, es256_key, rs256_key, sign
+from tests.support.tokens import hs256_token
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 

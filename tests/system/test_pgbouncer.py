@@ -11,7 +11,7 @@ import httpx
 import pytest
 
 import main
-from tests.conftest import app_client, make_settings
+from tests.support.app import app_client, make_settings
 from tests.support.servers import (
     PgBouncer,
     ThrowawayPostgres,

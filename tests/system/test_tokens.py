@@ -11,18 +11,19 @@ import httpx
 import pytest
 
 import main
-from tests.conftest import JWT_SECRET, app_client, make_settings
+from tests.support.app import app_client, make_settings
 from tests.support.jwks import (
     JwksServer,
     SigningKey,
     ed25519_key,
     es256_key,
-    hs256_token,
+    raw_hs256_token,
     rs256_key,
     sign,
     unsigned_token,
 )
 from tests.support.responses import assert_no_internals
+from tests.support.tokens import JWT_SECRET
 
 USER_ID = "Xq3bS7kP1zR9tY2wV8nM4cL6hJ0fD5gA"
 ISSUER = AUDIENCE = "http://localhost:3000"
@@ -60,14 +61,14 @@ BAD_CREDENTIALS: list[tuple[str, Callable[[], str | None]]] = [
     ("three dots", lambda: bearer("...")),
     ("alg none", lambda: bearer(unsigned_token(claims()))),
     ("alg None", lambda: bearer(unsigned_token(claims(), alg="None"))),
-    ("HS256 with RSA public key", lambda: bearer(hs256_token(claims(), RSA.public_pem()))),
-    ("HS256 with EC public key", lambda: bearer(hs256_token(claims(), EC.public_pem()))),
-    ("HS256 with OKP public key", lambda: bearer(hs256_token(claims(), ED.public_pem()))),
+    ("HS256 with RSA public key", lambda: bearer(raw_hs256_token(claims(), RSA.public_pem()))),
+    ("HS256 with EC public key", lambda: bearer(raw_hs256_token(claims(), EC.public_pem()))),
+    ("HS256 with OKP public key", lambda: bearer(raw_hs256_token(claims(), ED.public_pem()))),
     (
         "HS256 with RSA public key, kid named",
-        lambda: bearer(hs256_token(claims(), RSA.public_pem(), kid=RSA.kid)),
+        lambda: bearer(raw_hs256_token(claims(), RSA.public_pem(), kid=RSA.kid)),
     ),
-    ("HS256 with a wrong secret", lambda: bearer(hs256_token(claims(), b"guessed-secret"))),
+    ("HS256 with a wrong secret", lambda: bearer(raw_hs256_token(claims(), b"guessed-secret"))),
     ("expired", lambda: bearer(sign(claims(iat=now_plus(-7200), exp=now_plus(-3600)), ED))),
     ("nbf in the future", lambda: bearer(sign(claims(nbf=now_plus(3600)), ED))),
     ("iat beyond leeway", lambda: bearer(sign(claims(iat=now_plus(3600)), ED))),
@@ -138,7 +139,7 @@ async def test_valid_tokens_are_accepted(jwks_client: httpx.AsyncClient) -> None
     for token in [sign(claims(), ED), sign(claims(), EC), sign(claims(), RSA)]:
         for response in await both_doors(jwks_client, bearer(token)):
             assert response.status_code == 200, response.text
-    hs = hs256_token(claims(), JWT_SECRET.encode())
+    hs = raw_hs256_token(claims(), JWT_SECRET.encode())
     assert all(r.status_code == 200 for r in await both_doors(jwks_client, bearer(hs)))
 
 
