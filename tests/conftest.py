@@ -13,12 +13,14 @@ from collections.abc import AsyncIterator, Callable, Iterator
 import asyncpg
 import httpx
 import pytest
+import pytest_asyncio
 
 import main
 from db.embedded import start_embedded_postgres
 from tests.support.app import app_client, make_settings
 from tests.support.cli import PROJECT_DIR
 from tests.support.databases import create_migrated_database, drop_database
+from tests.support.doors import Caller, new_caller
 from tests.support.tokens import hs256_token
 
 
@@ -79,3 +81,26 @@ def auth() -> Callable[[str], dict[str, str]]:
         return {"Authorization": f"Bearer {hs256_token(user_id)}"}
 
     return headers
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def http(database_url: str) -> AsyncIterator[httpx.AsyncClient]:
+    """One app for the whole module: its tests keep apart by acting as users of their own.
+
+    Being the module's, it lives in the module's event loop, and so must the tests that use it:
+    `pytest.mark.asyncio(loop_scope="module")`.
+    """
+    async with app_client(make_settings(database_url)) as client:
+        yield client
+
+
+@pytest.fixture
+def alice() -> Caller:
+    """A user of the test's own, with a valid token."""
+    return new_caller("alice")
+
+
+@pytest.fixture
+def bob() -> Caller:
+    """Another user of the test's own, with a valid token."""
+    return new_caller("bob")

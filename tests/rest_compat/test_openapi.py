@@ -15,6 +15,7 @@ import httpx
 import jsonschema_rs
 import pytest
 
+from tests.support import doors
 from tests.support.app import app_client, make_settings
 from tests.support.live import live_server
 from tests.support.servers import free_port
@@ -296,3 +297,68 @@ async def test_the_document_walks_every_operation_and_lists_429_only_with_a_rate
             assert "429" in spec["responses"]
             responses = {k: v for k, v in spec["responses"].items() if k != "429"}
             assert without_limit["paths"][path][method]["responses"] == responses
+
+
+@pytest.mark.asyncio(loop_scope="module")
+async def test_rest_openapi_document_describes_the_routes(
+    http: httpx.AsyncClient, alice: doors.Caller
+) -> None:
+    response = await http.get("/api/openapi.json")
+
+    assert response.status_code == 200
+    assert response.headers["content-type"] == "application/json"
+    document = response.json()
+    assert document["openapi"].startswith("3.1.")
+    assert document["info"]["title"]
+    assert document["info"]["version"]
+    operations = {
+        (method.upper(), path)
+        for path, item in document["paths"].items()
+        for method in item
+        if method != "parameters"
+    }
+    assert operations == {
+        ("GET", "/api/{user_id}/tasks"),
+        ("POST", "/api/{user_id}/tasks"),
+        ("GET", "/api/{user_id}/tasks/{task_id}"),
+        ("PUT", "/api/{user_id}/tasks/{task_id}"),
+        ("DELETE", "/api/{user_id}/tasks/{task_id}"),
+        ("PATCH", "/api/{user_id}/tasks/{task_id}/complete"),
+    }
+    assert len({op["operationId"] for op in _operations(document)}) == 6
+    schemes = document["components"]["securitySchemes"]
+    assert schemes["bearer"] == {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}
+    for ref in _refs(document):
+        name = ref.removeprefix("#/components/schemas/")
+        assert name in document["components"]["schemas"], ref
+    task_schema = document["components"]["schemas"]["Task"]
+    assert set(task_schema["required"]) == set(task_schema["properties"]) == doors.REST_TASK_FIELDS
+    # Every documented operation exists: without a token each is a 401, never a 404 or 405.
+    for method, path in operations:
+        concrete = path.replace("{user_id}", alice.user_id).replace("{task_id}", "1")
+        answer = await http.request(method, concrete)
+        assert answer.status_code == 401, (method, path)
+        assert str(answer.status_code) in _operation(document, path, method)["responses"]
+
+
+def _operations(document: dict[str, Any]) -> Iterator[dict[str, Any]]:
+    for item in document["paths"].values():
+        for method, operation in item.items():
+            if method != "parameters":
+                yield operation
+
+
+def _operation(document: dict[str, Any], path: str, method: str) -> dict[str, Any]:
+    return document["paths"][path][method.lower()]
+
+
+def _refs(value: object) -> Iterator[str]:
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if key == "$ref":
+                yield item
+            else:
+                yield from _refs(item)
+    elif isinstance(value, list):
+        for item in value:
+            yield from _refs(item)

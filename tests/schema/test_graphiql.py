@@ -118,3 +118,12 @@ async def test_api_docs_carries_no_token_without_a_development_secret(
     assert f'<meta name="{TOKEN_META}"' not in page.text
     assert "eyJ" not in page.text
     assert "Bearer" not in graphiql.text
+
+
+@pytest.mark.asyncio(loop_scope="module")
+async def test_graphql_serves_graphiql_to_browsers(http: httpx.AsyncClient) -> None:
+    response = await http.get("/graphql", headers={"Accept": "text/html"})
+
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("text/html")
+    assert "graphiql" in response.text.lower()

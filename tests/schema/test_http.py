@@ -11,7 +11,8 @@ import pytest
 
 import main
 from tests.support.app import app_client, make_settings
-from tests.support.graphql import GRAPHQL_RESPONSE
+from tests.support.doors import Caller
+from tests.support.graphql import GRAPHQL_RESPONSE, post_graphql
 
 Auth = Callable[[str], dict[str, str]]
 JSON = "application/json"
@@ -252,3 +253,128 @@ async def test_no_cors_headers_without_cors_origins(client: httpx.AsyncClient) -
 def test_cors_origins_setting_is_a_comma_separated_list(clean_database: str) -> None:
     settings: main.Settings = make_settings(clean_database, CORS_ORIGINS=" https://a.example ,,")
     assert settings.cors_origins == ("https://a.example",)
+
+
+@pytest.mark.asyncio(loop_scope="module")
+@pytest.mark.parametrize(
+    ("query", "status", "code"),
+    [
+        ("{ tasks( ", 400, "GRAPHQL_PARSE_FAILED"),
+        ("mutation {", 400, "GRAPHQL_PARSE_FAILED"),
+        ("{ nope }", 422, "GRAPHQL_VALIDATION_FAILED"),
+        ("{ tasks { nodes { owner_id } } }", 422, "GRAPHQL_VALIDATION_FAILED"),
+        ('{ task(id: "1") }', 422, "GRAPHQL_VALIDATION_FAILED"),
+        (
+            "mutation { createTask(input: {title: 5}) { task { id } } }",
+            422,
+            "GRAPHQL_VALIDATION_FAILED",
+        ),
+    ],
+)
+async def test_graphql_request_errors(
+    http: httpx.AsyncClient, alice: Caller, query: str, status: int, code: str
+) -> None:
+    response = await post_graphql(http, query, headers=alice.headers)
+
+    assert response.status_code == status
+    assert response.headers["content-type"] == GRAPHQL_RESPONSE
+    body = response.json()
+    assert "data" not in body
+    assert [e["extensions"]["code"] for e in body["errors"]] == [code] * len(body["errors"])
+    assert (await http.get(f"/api/{alice.user_id}/tasks", headers=alice.headers)).json() == []
+
+
+@pytest.mark.asyncio(loop_scope="module")
+async def test_graphql_request_errors_are_200_for_plain_json_clients(
+    http: httpx.AsyncClient, alice: Caller
+) -> None:
+    response = await post_graphql(
+        http, "{ nope }", headers={**alice.headers, "Accept": "application/json"}
+    )
+
+    assert response.status_code == 200
+    assert response.headers["content-type"] == "application/json"
+    assert response.json()["errors"][0]["extensions"]["code"] == "GRAPHQL_VALIDATION_FAILED"
+
+
+@pytest.mark.asyncio(loop_scope="module")
+async def test_graphql_queries_work_over_get(http: httpx.AsyncClient, alice: Caller) -> None:
+    response = await http.get(
+        "/graphql",
+        params={
+            "query": "query($n: Int) { viewer { id } tasks(first: $n) { totalCount } }",
+            "variables": '{"n": 1}',
+        },
+        headers=alice.headers,
+    )
+
+    assert response.status_code == 200
+    assert response.json() == {
+        "data": {"viewer": {"id": alice.user_id}, "tasks": {"totalCount": 0}}
+    }
+
+
+@pytest.mark.asyncio(loop_scope="module")
+async def test_graphql_mutations_over_get_are_405(http: httpx.AsyncClient, alice: Caller) -> None:
+    response = await http.get(
+        "/graphql",
+        params={"query": 'mutation { createTask(input: {title: "x"}) { task { id } } }'},
+        headers=alice.headers,
+    )
+
+    assert response.status_code == 405
+    assert response.headers["allow"] == "POST"
+    assert (await http.get(f"/api/{alice.user_id}/tasks", headers=alice.headers)).json() == []
+
+
+@pytest.mark.asyncio(loop_scope="module")
+@pytest.mark.parametrize(
+    ("accept", "media_type"),
+    [
+        (None, GRAPHQL_RESPONSE),
+        ("*/*", GRAPHQL_RESPONSE),
+        (GRAPHQL_RESPONSE, GRAPHQL_RESPONSE),
+        (f"{GRAPHQL_RESPONSE}, application/json;q=0.9", GRAPHQL_RESPONSE),
+        ("application/json", "application/json"),
+    ],
+)
+async def test_graphql_response_media_type(
+    http: httpx.AsyncClient, alice: Caller, accept: str | None, media_type: str
+) -> None:
+    headers = dict(alice.headers)
+    if accept is not None:
+        headers["Accept"] = accept
+    request = http.build_request(
+        "POST", "/graphql", json={"query": "{ viewer { id } }"}, headers=headers
+    )
+    if accept is None:
+        del request.headers["Accept"]
+
+    response = await http.send(request)
+
+    assert response.status_code == 200
+    assert response.headers["content-type"] == media_type
+    assert response.json() == {"data": {"viewer": {"id": alice.user_id}}}
+
+
+@pytest.mark.asyncio(loop_scope="module")
+@pytest.mark.parametrize(
+    ("content", "content_type", "status"),
+    [
+        (b"query=%7Bviewer%7Bid%7D%7D", "application/x-www-form-urlencoded", 415),
+        (b"{ viewer { id } }", "text/plain", 415),
+        (b"{not json", "application/json", 400),
+        (b'[{"query": "{ viewer { id } }"}]', "application/json", 400),
+        (b'{"query": 5}', "application/json", 400),
+        (b'{"query": "{ viewer { id } }", "variables": [1]}', "application/json", 400),
+    ],
+)
+async def test_graphql_malformed_requests(
+    http: httpx.AsyncClient, alice: Caller, content: bytes, content_type: str, status: int
+) -> None:
+    response = await http.post(
+        "/graphql", content=content, headers={**alice.headers, "Content-Type": content_type}
+    )
+
+    assert response.status_code == status
+    assert response.json()["errors"][0]["message"]

@@ -17,3 +17,8 @@ def hs256_token(user_id: object, *, secret: str = JWT_SECRET, **claims: Any) -> 
     payload.update(claims)
     payload = {key: value for key, value in payload.items() if value is not None}
     return jwt.encode(payload, secret, algorithm="HS256")
+
+
+def bearer(token: str) -> dict[str, str]:
+    """The Authorization header that carries `token`."""
+    return {"Authorization": f"Bearer {token}"}

@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import dataclasses
 import time
+import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
 import httpx
 import pytest
+import pytest_asyncio
 
 import main
 from tests.support.app import app_client, make_settings
+from tests.support.graphql import post_graphql
 from tests.support.jwks import (
     JwksServer,
     SigningKey,
@@ -198,3 +201,109 @@ async def test_jwks_down_from_the_start_is_503_not_a_hang(
             assert time.monotonic() - started < 3
     finally:
         jwks_server.mode = "up"
+
+
+ORIGIN = "http://localhost:3000"
+
+
+KEYS = {"EdDSA": ed25519_key("ed-1"), "ES256": es256_key("es-1"), "RS256": rs256_key("rs-1")}
+
+
+@pytest.fixture(scope="module")
+def jwks() -> Iterator[JwksServer]:
+    with JwksServer(key.public_jwk() for key in KEYS.values()) as server:
+        yield server
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def jwks_http(database_url: str, jwks: JwksServer) -> AsyncIterator[httpx.AsyncClient]:
+    settings = make_settings(
+        database_url, JWT_JWKS_URL=jwks.url, JWT_ISSUER=ORIGIN, JWT_AUDIENCE=ORIGIN
+    )
+    async with app_client(settings) as client:
+        yield client
+
+
+def better_auth_token(key: SigningKey, user_id: str, **overrides: Any) -> str:
+    """A token shaped like Better Auth's JWT plugin makes them."""
+    now = int(time.time())
+    claims = {
+        "iat": now,
+        "iss": ORIGIN,
+        "aud": ORIGIN,
+        "sub": user_id,
+        "exp": now + 900,
+        "email": "ada@example.com",
+        "name": "Ada",
+        "emailVerified": True,
+        "image": None,
+        **overrides,
+    }
+    return sign(claims, key)
+
+
+def better_auth_user_id() -> str:
+    return uuid.uuid4().hex  # 32 characters, like Better Auth's ids
+
+
+@pytest.mark.asyncio(loop_scope="module")
+@pytest.mark.parametrize("algorithm", list(KEYS))
+async def test_jwks_tokens_work_through_both_doors(
+    jwks_http: httpx.AsyncClient, algorithm: str
+) -> None:
+    user_id = better_auth_user_id()
+    assert len(user_id) == 32
+    headers = {"Authorization": bearer(better_auth_token(KEYS[algorithm], user_id))}
+
+    created = await jwks_http.post(
+        f"/api/{user_id}/tasks", json={"title": "from Better Auth"}, headers=headers
+    )
+    viewer = await post_graphql(
+        jwks_http, "{ viewer { id } tasks { nodes { id title } } }", headers=headers
+    )
+
+    assert created.status_code == 201
+    assert viewer.status_code == 200
+    assert viewer.json()["data"] == {
+        "viewer": {"id": user_id},
+        "tasks": {"nodes": [{"id": str(created.json()["id"]), "title": "from Better Auth"}]},
+    }
+
+
+@pytest.mark.asyncio(loop_scope="module")
+@pytest.mark.parametrize(
+    "problem",
+    ["wrong-audience", "wrong-issuer", "expired", "forged-key", "unknown-kid", "wrong-user"],
+)
+async def test_jwks_tokens_that_do_not_verify_are_401(
+    jwks_http: httpx.AsyncClient, problem: str
+) -> None:
+    user_id = better_auth_user_id()
+    key = KEYS["EdDSA"]
+    now = int(time.time())
+    if problem == "wrong-audience":
+        token = better_auth_token(key, user_id, aud="http://evil.example")
+    elif problem == "wrong-issuer":
+        token = better_auth_token(key, user_id, iss=f"{ORIGIN}/")
+    elif problem == "expired":
+        token = better_auth_token(key, user_id, iat=now - 1900, exp=now - 1000)
+    elif problem == "forged-key":
+        token = better_auth_token(ed25519_key("ed-1"), user_id)  # a published kid, another key
+    elif problem == "unknown-kid":
+        token = better_auth_token(ed25519_key("ed-unpublished"), user_id)
+    else:
+        token = better_auth_token(key, user_id)
+    path_user = better_auth_user_id() if problem == "wrong-user" else user_id
+
+    headers = {"Authorization": bearer(token)}
+    rest = await jwks_http.get(f"/api/{path_user}/tasks", headers=headers)
+    graph = await post_graphql(jwks_http, "{ viewer { id } }", headers=headers)
+
+    if problem == "wrong-user":
+        assert rest.status_code == 403
+        assert graph.json() == {"data": {"viewer": {"id": user_id}}}
+        return
+    assert rest.status_code == 401
+    assert rest.headers["www-authenticate"].startswith("Bearer")
+    assert graph.status_code == 401
+    assert graph.json()["errors"][0]["extensions"]["code"] == "UNAUTHENTICATED"
