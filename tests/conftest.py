@@ -9,6 +9,7 @@ import asyncio
 import os
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
+from typing import Any
 
 import asyncpg
 import httpx
@@ -21,6 +22,8 @@ from tests.support.app import app_client, make_settings
 from tests.support.cli import PROJECT_DIR
 from tests.support.databases import create_migrated_database, drop_database
 from tests.support.doors import Caller, new_caller
+from tests.support.graphql import seed_tasks
+from tests.support.listing import task_rows
 from tests.support.tokens import hs256_token
 
 
@@ -104,3 +107,12 @@ def alice() -> Caller:
 def bob() -> Caller:
     """Another user of the test's own, with a valid token."""
     return new_caller("bob")
+
+
+@pytest.fixture
+async def listing(clean_database: str) -> tuple[list[Any], list[int]]:
+    """300 tasks of alice's with ties in every order (and 40 of bob's): alice's rows and ids."""
+    rows = task_rows(300, seed=4)
+    ids = await seed_tasks(clean_database, "alice", rows)
+    await seed_tasks(clean_database, "bob", task_rows(40, seed=5))
+    return rows, ids

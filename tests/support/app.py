@@ -11,6 +11,9 @@ import httpx
 import main
 from tests.support.tokens import JWT_SECRET
 
+# What a browser asks for when it opens a page.
+BROWSER = {"Accept": "text/html,application/xhtml+xml"}
+
 
 def make_settings(database_url: str, **overrides: str) -> main.Settings:
     """The settings `main.read_settings` makes of this environment: the test secret, `overrides`."""

@@ -8,6 +8,19 @@ from typing import Any
 
 BASE = datetime(2026, 1, 1, tzinfo=UTC)
 
+# One page of the GraphQL listing, in any order and direction, with what a client pages by.
+PAGE = """
+query Page($first: Int, $after: String, $last: Int, $before: String,
+           $filter: TaskFilter, $orderBy: TaskOrder) {
+  tasks(first: $first, after: $after, last: $last, before: $before,
+        filter: $filter, orderBy: $orderBy) {
+    totalCount
+    edges { cursor node { id } }
+    pageInfo { hasNextPage hasPreviousPage startCursor endCursor }
+  }
+}
+"""
+
 
 def task_rows(count: int, *, seed: int) -> list[tuple[str, str, bool, datetime | None, Any, Any]]:
     """Tasks with many ties in every sort field, so the id tie-breaker is exercised."""
