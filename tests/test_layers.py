@@ -12,6 +12,8 @@ import pytest
 
 from tests.support.cli import PROJECT_DIR
 
+pytestmark = pytest.mark.slow
+
 PACKAGES = ("schema", "rest_compat", "server", "resolvers", "db")
 LINT_IMPORTS = Path(sys.executable).parent / "lint-imports"
 

@@ -219,6 +219,7 @@ def test_the_embedded_default_creates_a_private_development_secret(tmp_path: Pat
     assert other.auth.secret != first.auth.secret
 
 
+@pytest.mark.slow
 def test_workers_starting_at_once_read_one_complete_development_secret(tmp_path: Path) -> None:
     # Each process reads the settings as it starts; none may see a missing or half-written file.
     read_secret = (
@@ -319,6 +320,7 @@ async def _verify(token: str, config: AuthConfig) -> Principal:
         await verifier.aclose()
 
 
+@pytest.mark.slow
 async def test_token_command_prints_a_token_that_verifies() -> None:
     env = cli_environment(DATABASE_URL=DATABASE_URL, JWT_SECRET=SECRET)
 
@@ -333,6 +335,7 @@ async def test_token_command_prints_a_token_that_verifies() -> None:
     assert jwt.get_unverified_header(token)["alg"] == "HS256"
 
 
+@pytest.mark.slow
 async def test_token_command_honours_ttl_issuer_and_audience() -> None:
     origin = "https://app.example.com"
     env = cli_environment(
@@ -349,6 +352,7 @@ async def test_token_command_honours_ttl_issuer_and_audience() -> None:
     assert (claims["iss"], claims["aud"], claims["exp"] - claims["iat"]) == (origin, origin, 60)
 
 
+@pytest.mark.slow
 async def test_token_command_uses_the_development_secret(tmp_path: Path) -> None:
     status, stdout, stderr = await run_cli(
         "token", "dev-user", env=cli_environment(DATA_DIR=str(tmp_path))
@@ -359,6 +363,7 @@ async def test_token_command_uses_the_development_secret(tmp_path: Path) -> None
     assert await _verify(stdout.strip(), AuthConfig(secret=secret)) == Principal("dev-user")
 
 
+@pytest.mark.slow
 async def test_token_command_needs_a_shared_secret() -> None:
     env = cli_environment(
         DATABASE_URL=DATABASE_URL, JWT_JWKS_URL="https://app.example.com/api/auth/jwks"
@@ -371,6 +376,7 @@ async def test_token_command_needs_a_shared_secret() -> None:
     assert "JWT_SECRET" in stderr
 
 
+@pytest.mark.slow
 async def test_serve_refuses_to_start_without_a_jwt_key(tmp_path: Path) -> None:
     env = cli_environment(DATABASE_URL=DATABASE_URL, DATA_DIR=str(tmp_path), PORT="1")
 

@@ -17,6 +17,8 @@ import pytest
 from db.embedded import EmbeddedPostgres, start_embedded_postgres
 from tests.support.cli import PROJECT_DIR
 
+pytestmark = pytest.mark.slow
+
 TIMEOUT = 60.0
 
 # Stands in for a uvicorn worker: attaches, reports its url, releases when told to.

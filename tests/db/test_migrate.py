@@ -184,6 +184,7 @@ async def test_concurrent_upgrades_take_turns(fresh_url: str) -> None:
     assert await _columns(fresh_url) == EXPECTED_COLUMNS
 
 
+@pytest.mark.slow
 async def test_migrate_cli_upgrades_and_downgrades(fresh_url: str) -> None:
     env = cli_environment(DATABASE_URL=fresh_url, JWT_SECRET="cli-secret")
 
@@ -198,6 +199,7 @@ async def test_migrate_cli_upgrades_and_downgrades(fresh_url: str) -> None:
     assert not await _table_exists(fresh_url)
 
 
+@pytest.mark.slow
 async def test_migrate_cli_prefers_the_migration_url(fresh_url: str) -> None:
     # The app's URL may be a pooler; migrations go through the direct one when it is given.
     env = cli_environment(

@@ -224,6 +224,7 @@ async def explain(database_url: str, **arguments: object) -> str:
     return "\n".join(row[0] for row in rows)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("field", "descending"), list(INDEX_BY_ORDER))
 @pytest.mark.parametrize("paged", [False, True], ids=["first-page", "after-cursor"])
 @pytest.mark.parametrize("backwards", [False, True], ids=["forwards", "backwards"])

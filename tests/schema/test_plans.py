@@ -301,6 +301,7 @@ DIFFERENTIAL = settings(
 ACCEPT = st.sampled_from(["application/graphql-response+json", "application/json"])
 
 
+@pytest.mark.slow
 @DIFFERENTIAL
 @given(data=st.data())
 async def test_queries_match_the_standard_executor(apps: Apps, data: st.DataObject) -> None:
@@ -311,6 +312,7 @@ async def test_queries_match_the_standard_executor(apps: Apps, data: st.DataObje
     assert compiled == standard
 
 
+@pytest.mark.slow
 @settings(DIFFERENTIAL, max_examples=30)
 @given(data=st.data())
 async def test_mutations_match_the_standard_executor(apps: Apps, data: st.DataObject) -> None:

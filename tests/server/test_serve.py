@@ -19,6 +19,8 @@ import pytest
 from tests.support.cli import PROJECT_DIR
 from tests.support.servers import free_port
 
+pytestmark = pytest.mark.slow
+
 START_SECONDS = 60.0
 USER = "dev-user"
 TOGGLES = 200

@@ -18,6 +18,8 @@ from prometheus_client.parser import text_string_to_metric_families
 from tests.support.cli import PROJECT_DIR
 from tests.support.tokens import JWT_SECRET, hs256_token
 
+pytestmark = pytest.mark.slow
+
 REQUESTS = 20
 CONNECTIONS = 200
 

@@ -30,11 +30,14 @@ CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 CHROMEDRIVER = shutil.which("chromedriver")
 NPM = shutil.which("npm")
 
-pytestmark = pytest.mark.skipif(
-    CHROMIUM is None or CHROMEDRIVER is None or NPM is None,
-    reason="the browser tests need chromium, chromium-driver and npm "
-    "(apt-get install chromium chromium-driver npm; .ci/run installs them)",
-)
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(
+        CHROMIUM is None or CHROMEDRIVER is None or NPM is None,
+        reason="the browser tests need chromium, chromium-driver and npm "
+        "(apt-get install chromium chromium-driver npm; .ci/run installs them)",
+    ),
+]
 
 # Root in a container needs --no-sandbox; the rest keeps Chromium off the network and quiet.
 CHROMIUM_ARGUMENTS = (

@@ -21,6 +21,8 @@ from tests.support.cli import PROJECT_DIR
 from tests.support.live import live_server
 from tests.support.tokens import hs256_token
 
+pytestmark = pytest.mark.slow
+
 EXAMPLES = PROJECT_DIR / "examples"
 
 Auth = Callable[[str], dict[str, str]]

@@ -17,6 +17,8 @@ from tests.support.app import make_settings
 from tests.support.live import live_server
 from tests.support.tokens import hs256_token
 
+pytestmark = pytest.mark.slow
+
 USER = "fuzz-user"
 ST = Path(sys.executable).with_name("st")
 # Enough to meet every branch of these small operations, few enough to stay fast.

@@ -21,6 +21,8 @@ import main
 from tests.support.app import make_settings
 from tests.support.tokens import hs256_token
 
+pytestmark = pytest.mark.slow
+
 DOORS = st.sampled_from(["rest", "graphql"])
 TASK_FIELDS = "id title completed"
 

@@ -14,6 +14,8 @@ from db.migrate import upgrade
 from tests.support.app import app_client, make_settings
 from tests.support.servers import ThrowawayPostgres, throwaway_postgres
 
+pytestmark = pytest.mark.slow
+
 USER = "alice"
 # Short bounds keep the test fast; the assertion below allows for the pool's pre-ping and
 # one reconnect, each bounded by these.

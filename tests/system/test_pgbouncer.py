@@ -20,6 +20,8 @@ from tests.support.servers import (
     throwaway_postgres,
 )
 
+pytestmark = pytest.mark.slow
+
 DATABASE = "taskql"
 USERS = [f"user-{n}" for n in range(8)]
 TASKS_PER_USER = 6
