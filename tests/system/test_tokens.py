@@ -1,4 +1,4 @@
-"""Every kind of bad token, sent through both doors of the real app: 401 (503 for a JWKS outage)."""
+"""Tokens through both doors of the real app: good ones work, bad ones are 401 (503: JWKS down)."""
 
 from __future__ import annotations
 
@@ -203,6 +203,8 @@ async def test_jwks_down_from_the_start_is_503_not_a_hang(
         jwks_server.mode = "up"
 
 
+# Tokens as Better Auth's JWT plugin makes them, from a key set of its three key types, through
+# both doors of an app that verifies issuer and audience.
 ORIGIN = "http://localhost:3000"
 
 
