@@ -57,6 +57,7 @@ def test_the_pattern_admits_the_calendar_dates_of_the_allowed_years_and_nothing_
         assert accepted(text) == midnight, text
 
 
+@pytest.mark.slow
 @given(st.from_regex(DUE_DATE_PATTERN, fullmatch=True))
 def test_whatever_the_pattern_admits_is_accepted_as_the_instant_it_names(text: str) -> None:
     assert DOCUMENTED.is_valid(text)
@@ -78,6 +79,7 @@ NEAR_MISSES = st.builds(
 )
 
 
+@pytest.mark.slow
 @given(st.one_of(st.text(max_size=40), NEAR_MISSES))
 def test_anything_the_pattern_refuses_is_refused(text: str) -> None:
     documented = re.fullmatch(DUE_DATE_PATTERN, text) is not None
