@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 COMPILE := $(BIN)/uv pip compile pyproject.toml --quiet --universal --python-version 3.11 \
 	--generate-hashes --custom-compile-command "make lock" $(LOCK_ARGS)
 
-.PHONY: run test lint migrate token bench lock package-smoke clean
+.PHONY: run test test-fast lint migrate token bench lock package-smoke clean
 
 # Exactly the tested set, hash-checked, from the dev lock file; then this project, editable.
 $(STAMP): pyproject.toml requirements-dev.lock
@@ -22,6 +22,10 @@ run: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
+
+# Everything but the tests marked slow (own servers and processes, browsers, generated searches).
+test-fast: $(STAMP)
+	$(BIN)/python -m pytest -q -m "not slow" $(PYTEST_ARGS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -10,7 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import PROJECT_DIR
+from tests.support.cli import PROJECT_DIR
+
+pytestmark = pytest.mark.slow
 
 PACKAGES = ("schema", "rest_compat", "server", "resolvers", "db")
 LINT_IMPORTS = Path(sys.executable).parent / "lint-imports"

@@ -13,7 +13,7 @@ from db.errors import (
     PoolerNotAnnounced,
     translate,
 )
-from tests.conftest import database_url_for
+from tests.support.databases import database_url_for
 from tests.support.servers import free_port
 
 

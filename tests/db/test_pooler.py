@@ -16,7 +16,7 @@ import pytest
 from db.engine import DatabaseConfig, create_engine
 from db.migrate import upgrade
 from db.pooler import behind_transaction_pooler
-from tests.conftest import make_settings, running_app
+from tests.support.app import make_settings, running_app
 from tests.support.servers import PgBouncer, ThrowawayPostgres, pgbouncer_binary, throwaway_postgres
 
 DATABASE = "taskql"

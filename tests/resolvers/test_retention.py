@@ -18,8 +18,9 @@ import main
 from db.engine import Database
 from db.retention import PURGE_LOCK_KEY
 from resolvers.retention import RetentionConfig, RetentionJanitor
-from tests.conftest import hs256_token, make_settings, running_app
+from tests.support.app import make_settings, running_app
 from tests.support.servers import free_port
+from tests.support.tokens import hs256_token
 
 HOUR = 3600.0
 

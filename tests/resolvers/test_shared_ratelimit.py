@@ -15,7 +15,7 @@ import pytest
 from main import read_settings
 from resolvers.ratelimit import RateLimitConfig, lease_size
 from server.settings import ConfigError
-from tests.conftest import make_settings, running_app
+from tests.support.app import make_settings, running_app
 
 Auth = Callable[[str], dict[str, str]]
 LEASES = "taskql_take_tokens"

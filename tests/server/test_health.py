@@ -14,7 +14,7 @@ import pytest
 import main
 from db import migrate
 from db.engine import RECHECK_SECONDS
-from tests.conftest import app_client, make_settings
+from tests.support.app import app_client, make_settings
 from tests.support.databases import empty_database, migrate_to, set_revision
 from tests.support.servers import free_port
 

@@ -16,9 +16,9 @@ import psutil
 import pytest
 
 from server.workers import Backoff
-from tests.conftest import hs256_token
 from tests.support.cli import PROJECT_DIR, cli_environment
 from tests.support.supervised import Served, free_port, process_pids, serve, sigstop, wait_for
+from tests.support.tokens import hs256_token
 
 RESTARTING = "starting another in"
 

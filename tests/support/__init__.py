@@ -1,1 +1,1 @@
-"""Helpers shared by the test suite: real keys, tokens and loopback servers."""
+"""What the tests share (conftest.py holds only fixtures): the app, tokens, databases, servers."""

@@ -1,4 +1,4 @@
-"""Running `python main.py ...` as a subprocess with an environment of the test's choosing."""
+"""The project's directory, and `python main.py ...` run there with an environment we choose."""
 
 from __future__ import annotations
 

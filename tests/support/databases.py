@@ -1,5 +1,5 @@
-"""Throwaway databases on the test server, for tests that need one without the schema or
-with a schema of their own making."""
+"""Databases of the tests' own on the test server: migrated, or empty, or with a schema of
+the test's own making."""
 
 from __future__ import annotations
 
@@ -11,7 +11,27 @@ import asyncpg
 
 from db.engine import DatabaseConfig, create_engine
 from db.migrate import upgrade
-from tests.conftest import database_url_for
+
+
+def database_url_for(admin_url: str, name: str) -> str:
+    """The admin URL pointing at another database on the same server."""
+    scheme, _, rest = admin_url.partition("://")
+    authority, _, path = rest.partition("/")
+    query = path.partition("?")[2]
+    return f"{scheme}://{authority}/{name}" + (f"?{query}" if query else "")
+
+
+async def create_migrated_database(admin_url: str, name: str) -> str:
+    """A new database `name`, migrated to head; its URL."""
+    await _admin(admin_url, f'CREATE DATABASE "{name}"')
+    url = database_url_for(admin_url, name)
+    await migrate_to(url)
+    return url
+
+
+async def drop_database(admin_url: str, name: str) -> None:
+    """Drop `name` if it exists, ending its sessions (a pool or subprocess the test left open)."""
+    await _admin(admin_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 @asynccontextmanager
@@ -22,8 +42,7 @@ async def empty_database(admin_url: str, prefix: str = "taskql_empty") -> AsyncI
     try:
         yield database_url_for(admin_url, name)
     finally:
-        # FORCE: connections the test left open (a pool, a subprocess) must not block the drop.
-        await _admin(admin_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        await drop_database(admin_url, name)
 
 
 async def migrate_to(url: str, revision: str = "head") -> None:
@@ -69,7 +88,7 @@ async def failing_database(admin_url: str, owner_id: str) -> AsyncIterator[str]:
 
 
 async def _admin(admin_url: str, statement: str) -> None:
-    conn = await asyncpg.connect(admin_url)
+    conn = await asyncpg.connect(admin_url.replace("postgresql+asyncpg://", "postgresql://"))
     try:
         await conn.execute(statement)
     finally:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -27,6 +27,18 @@ async def graphql(
     assert response.status_code == 200, body
     assert "errors" not in body, body["errors"]
     return body
+
+
+async def post_graphql(
+    http: httpx.AsyncClient,
+    query: str,
+    variables: dict[str, Any] | None = None,
+    headers: Mapping[str, str] | None = None,
+) -> httpx.Response:
+    """The response to a POSTed operation, whatever it is."""
+    return await http.post(
+        "/graphql", json={"query": query, "variables": variables}, headers=dict(headers or {})
+    )
 
 
 async def seed_tasks(

@@ -97,7 +97,7 @@ def unsigned_token(claims: dict[str, Any], *, alg: object = "none", **header: An
     return f"{_segment({'alg': alg, 'typ': 'JWT', **header})}.{_segment(claims)}."
 
 
-def hs256_token(claims: dict[str, Any] | str, secret: bytes, **header: Any) -> str:
+def raw_hs256_token(claims: dict[str, Any] | str, secret: bytes, **header: Any) -> str:
     """An HS256 token with any bytes as the secret (PyJWT refuses PEM keys as HMAC secrets).
 
     `claims` may be a string, which becomes the payload verbatim (for malformed payloads).

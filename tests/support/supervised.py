@@ -19,8 +19,8 @@ import httpx
 import psutil
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.conftest import JWT_SECRET
 from tests.support.cli import PROJECT_DIR, cli_environment
+from tests.support.tokens import JWT_SECRET
 
 # Start-up imports alone took 10-15 s on a loaded 2-core machine.
 START_SECONDS = 90

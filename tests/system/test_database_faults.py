@@ -11,7 +11,7 @@ import asyncpg
 import httpx
 import pytest
 
-from tests.conftest import app_client, make_settings
+from tests.support.app import app_client, make_settings
 from tests.support.databases import empty_database, migrate_to
 
 USER = "alice"

@@ -18,7 +18,8 @@ import httpx
 import pytest
 
 from resolvers.retention import RetentionJanitor
-from tests.conftest import app_client, hs256_token, make_settings, running_app
+from tests.support.app import app_client, make_settings, running_app
+from tests.support.tokens import hs256_token
 
 REPLAYED = "idempotent-replayed"
 

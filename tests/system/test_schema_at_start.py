@@ -18,10 +18,10 @@ import pytest
 
 import main
 from db import migrate
-from tests.conftest import JWT_SECRET, hs256_token
 from tests.support.cli import PROJECT_DIR, cli_environment, run_cli
 from tests.support.databases import empty_database, migrate_to, set_revision
 from tests.support.servers import free_port
+from tests.support.tokens import JWT_SECRET, hs256_token
 
 HEAD = migrate.expected_schema(main.MIGRATE_COMMAND).head
 START_SECONDS = 60.0
