@@ -116,3 +116,14 @@ idempotency_keys = Table(
     Column("recorded_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
     Index("idempotency_keys_recorded_idx", "recorded_at"),
 )
+
+# GraphQL documents by the SHA-256 of their text (migration 0008): learnt from clients
+# (automatic persisted queries) or registered from a frontend's manifest at deploy time.
+persisted_documents = Table(
+    "persisted_documents",
+    metadata,
+    Column("hash", Text, primary_key=True),
+    Column("document", Text, nullable=False),
+    Column("kind", Text, nullable=False),
+    Column("registered_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+)

@@ -19,6 +19,10 @@ from resolvers.domain import Task, task_from_row
 from resolvers.errors import FieldError, InvalidInput, ServiceUnavailable, Unauthenticated
 from resolvers.ratelimit import RateLimiter
 
+# Most tasks one bulk change may touch (BULK_MAX_TASKS): one statement holds their locks and
+# writes their events, so it must finish well within the statement timeout.
+DEFAULT_BULK_MAX_TASKS = 1000
+
 
 @dataclass(slots=True)
 class Context:
@@ -29,6 +33,7 @@ class Context:
     request_id: str = "-"
     # Called on each database outage; main.py counts them in the metrics.
     on_database_unavailable: Callable[[], None] | None = None
+    bulk_max_tasks: int = DEFAULT_BULK_MAX_TASKS
     # Set by a write that replayed the stored outcome of an earlier request with the same
     # idempotency key instead of writing again; the doors mark such responses as replays.
     replayed: bool = field(default=False, init=False)
@@ -84,6 +89,7 @@ class ContextFactory:
     on_database_unavailable: Callable[[], None] | None = None
     # None: no rate limit, and no cost on the request path.
     rate_limiter: RateLimiter | None = None
+    bulk_max_tasks: int = DEFAULT_BULK_MAX_TASKS
 
     async def __call__(self, *, authorization: str | None, request_id: str | None) -> Context:
         """A context whose principal is None when no token was sent; a bad token raises."""
@@ -96,4 +102,5 @@ class ContextFactory:
             principal=principal,
             request_id=request_id or uuid.uuid4().hex,
             on_database_unavailable=self.on_database_unavailable,
+            bulk_max_tasks=self.bulk_max_tasks,
         )

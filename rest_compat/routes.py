@@ -14,6 +14,7 @@ from resolvers import tasks as operations
 from resolvers.context import Context, ContextFactory
 from resolvers.errors import FieldError, Forbidden, InvalidInput
 from resolvers.pagination import EVERYTHING
+from resolvers.validation import validate_completion
 from rest_compat.bodies import (
     json_response,
     parse_task_id,
@@ -21,7 +22,7 @@ from rest_compat.bodies import (
     task_json,
     task_response,
 )
-from rest_compat.listing import parse_list_query
+from rest_compat.listing import parse_bulk_query, parse_list_query
 
 TASKS = "/api/{user_id}/tasks"
 TASK = "/api/{user_id}/tasks/{task_id}"
@@ -107,6 +108,25 @@ async def delete_task(request: Request) -> Response:
     return Response(status_code=204)
 
 
+async def set_tasks_completion(request: Request) -> Response:
+    context = await _context(request)
+    query = parse_bulk_query(request.query_params)
+    completed = validate_completion(await read_json_object(request))
+    tasks = await operations.set_tasks_completion(
+        context, filters=query.filters, all_tasks=query.all_tasks, completed=completed
+    )
+    return json_response({"count": len(tasks), "tasks": [task_json(task) for task in tasks]})
+
+
+async def delete_tasks(request: Request) -> Response:
+    context = await _context(request)
+    query = parse_bulk_query(request.query_params)
+    deleted = await operations.delete_tasks(
+        context, filters=query.filters, all_tasks=query.all_tasks
+    )
+    return json_response({"count": len(deleted), "deleted_task_ids": deleted})
+
+
 def if_match_version(request: Request) -> int | None:
     """The version named by If-Match (`"3"`, `W/"3"`), None when absent or `*`."""
     header = request.headers.get("if-match")
@@ -144,7 +164,15 @@ def _resource(path: str, handlers: Mapping[str, Handler]) -> Route:
 
 
 routes = [
-    _resource(TASKS, {"GET": list_tasks, "POST": create_task}),
+    _resource(
+        TASKS,
+        {
+            "GET": list_tasks,
+            "POST": create_task,
+            "PATCH": set_tasks_completion,
+            "DELETE": delete_tasks,
+        },
+    ),
     _resource(TASK, {"GET": get_task, "PUT": update_task, "DELETE": delete_task}),
     _resource(TASK + "/complete", {"PATCH": toggle_task}),
 ]

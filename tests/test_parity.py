@@ -1193,12 +1193,14 @@ async def test_rest_openapi_document_describes_the_routes(
     assert operations == {
         ("GET", "/api/{user_id}/tasks"),
         ("POST", "/api/{user_id}/tasks"),
+        ("PATCH", "/api/{user_id}/tasks"),
+        ("DELETE", "/api/{user_id}/tasks"),
         ("GET", "/api/{user_id}/tasks/{task_id}"),
         ("PUT", "/api/{user_id}/tasks/{task_id}"),
         ("DELETE", "/api/{user_id}/tasks/{task_id}"),
         ("PATCH", "/api/{user_id}/tasks/{task_id}/complete"),
     }
-    assert len({op["operationId"] for op in _operations(document)}) == 6
+    assert len({op["operationId"] for op in _operations(document)}) == 8
     schemes = document["components"]["securitySchemes"]
     assert schemes["bearer"] == {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}
     for ref in _refs(document):
