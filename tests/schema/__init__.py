@@ -1,0 +1,1 @@
+"""Tests of schema/: the GraphQL door."""

@@ -1,0 +1,1 @@
+"""Tests of server/: the HTTP layer both doors share."""
