@@ -533,6 +533,14 @@ async def _register_documents(settings: Settings, documents: dict[str, str]) -> 
         except AppError as error:
             print(f"cannot register the documents: {error.message}", file=sys.stderr)
             return 1
+        except Exception as error:
+            # Most likely a database the migrations have not reached yet.
+            print(
+                f"cannot register the documents: {type(error).__name__}: {error} (has "
+                "`python main.py migrate` run on this database?)",
+                file=sys.stderr,
+            )
+            return 1
         finally:
             await database.close()
     print(f"registered {len(documents)} documents ({added} new)")

@@ -37,9 +37,11 @@ _INSERT_AUTOMATIC = compiled(
 )
 _IS_STORED = compiled(select(exists().where(documents.c.hash == _HASH)))
 
-_DEPLOYED = func.unnest(
-    bindparam("hashes", type_=ARRAY(Text)), bindparam("documents", type_=ARRAY(Text))
-).table_valued("hash", "document")
+_DEPLOYED = (
+    func.unnest(bindparam("hashes", type_=ARRAY(Text)), bindparam("documents", type_=ARRAY(Text)))
+    .table_valued("hash", "document")
+    .render_derived()
+)
 # One statement, so that a deployment's documents are registered all together or not at all.
 # A document learnt automatically before becomes a deployed one; its text is the same (the
 # hash says so), only its standing changes.
