@@ -27,7 +27,23 @@ SETTINGS = {
     "RATE_LIMIT_PER_MINUTE": "1",
     "RATE_LIMIT_BURST": str(BURST),
 }
-OPERATIONS = ("listTasks", "createTask", "getTask", "updateTask", "deleteTask", "toggleTask")
+OPERATIONS = (
+    "listTasks",
+    "createTask",
+    "getTask",
+    "updateTask",
+    "deleteTask",
+    "toggleTask",
+    "setTasksCompletion",
+    "deleteTasks",
+)
+# What an operation needs beyond its path to be called as documented: a bulk change names its
+# tasks (an empty filter is refused) and its body is the completion alone.
+DOCUMENTED_PARAMS = {
+    "setTasksCompletion": {"completed": "false"},
+    "deleteTasks": {"completed": "true"},
+}
+DOCUMENTED_BODIES = {"setTasksCompletion": b'{"completed": true}'}
 METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE")
 MISSING_TASK = 2**31
 
@@ -111,7 +127,9 @@ class Caller:
         sent = {} if anonymous else {"Authorization": f"Bearer {token or hs256_token(self.user)}"}
         if op.reads_body or content is not None:
             sent["Content-Type"] = "application/json"
-            content = b'{"title": "probe"}' if content is None else content
+            documented = DOCUMENTED_BODIES.get(op.spec["operationId"], b'{"title": "probe"}')
+            content = documented if content is None else content
+        params = {**DOCUMENTED_PARAMS.get(op.spec["operationId"], {}), **(params or {})}
         return await self.http.request(
             op.method, url, headers={**sent, **(headers or {})}, content=content, params=params
         )
@@ -186,7 +204,8 @@ PROVOCATIONS = [
     ),
     Provocation(
         "a bad query parameter",
-        _otherwise_success(lambda op: op.takes("limit"), 422),
+        # A bulk change takes no limit at all, and refuses one rather than ignore it.
+        _otherwise_success(lambda op: op.takes("limit") or op.takes("all"), 422),
         lambda c: c.send(params={"limit": "-1"}),
     ),
     # REST speaks JSON whatever the client accepts: no 406.
