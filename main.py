@@ -14,7 +14,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import orjson
 from starlette.applications import Starlette
@@ -36,6 +36,7 @@ from schema.build import GraphQLConfig, build_schema
 from schema.graphiql import GraphiQL
 from schema.http import GRAPHQL_PATH, GraphQLEndpoint, graphql_error_body
 from schema.persisted import MODES, ManifestError, PersistedQueries, read_manifest
+from schema.persisted import Mode as PersistedMode
 from server import health, metrics
 from server.cors import allowed_headers, cors
 from server.devmode import development_secret, print_banner
@@ -239,7 +240,7 @@ class Settings:
     pooler: bool | None
     graphiql: bool
     graphql: GraphQLConfig
-    persisted_queries: str
+    persisted_queries: PersistedMode
     persisted_max_documents: int
     bulk_max_tasks: int
     cors_origins: tuple[str, ...]
@@ -320,7 +321,7 @@ def read_settings(env: Mapping[str, str]) -> Settings:
             introspection=bool(read.flag("GRAPHQL_INTROSPECTION")),
             compiled=bool(read.flag("GRAPHQL_COMPILED")),
         ),
-        persisted_queries=read.choice("GRAPHQL_PERSISTED_QUERIES", MODES),
+        persisted_queries=cast(PersistedMode, read.choice("GRAPHQL_PERSISTED_QUERIES", MODES)),
         persisted_max_documents=read.integer("GRAPHQL_PERSISTED_MAX_DOCUMENTS", 0),
         bulk_max_tasks=read.integer("BULK_MAX_TASKS", 1, 100_000),
         cors_origins=read.items("CORS_ORIGINS"),
@@ -365,12 +366,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
             configuration := effective_configuration(settings),
             extra={"fields": {"configuration": configuration}},
         )
-        async with database_url_or_embedded(
-            settings.database_url, settings.data_dir / "postgres"
-        ) as url:
-            if settings.embedded:
-                await migrate.upgrade_database(settings.database(url))
-            database = await Database.open(settings.database(url))
+        async with _open_database(settings) as database:
             pool_watch = metrics.watch_pool(database)
             verifier = TokenVerifier(settings.auth, on_jwks_fetch=metrics.jwks_fetched)
             limit = settings.rate_limit
@@ -391,7 +387,6 @@ def create_app(settings: Settings | None = None) -> Starlette:
             finally:
                 pool_watch.cancel()
                 await verifier.aclose()
-                await database.close()
                 metrics.mark_process_dead(settings.multiprocess_dir, os.getpid())
 
     development_token = _development_token(settings)
@@ -400,7 +395,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
         schema=schema,
         graphiql=_graphiql(settings, development_token),
         persisted=PersistedQueries(
-            mode=settings.persisted_queries,  # type: ignore[arg-type]
+            mode=settings.persisted_queries,
             is_valid=schema.is_valid_document,
         ),
     )
@@ -436,6 +431,21 @@ def create_app(settings: Settings | None = None) -> Starlette:
         ],
         lifespan=lifespan,
     )
+
+
+@asynccontextmanager
+async def _open_database(settings: Settings) -> AsyncIterator[Database]:
+    """The operations' database: DATABASE_URL's, or the embedded one, started and migrated."""
+    async with database_url_or_embedded(
+        settings.database_url, settings.data_dir / "postgres"
+    ) as url:
+        if settings.embedded:
+            await migrate.upgrade_database(settings.database(url))
+        database = await Database.open(settings.database(url))
+        try:
+            yield database
+        finally:
+            await database.close()
 
 
 def _document_store(settings: Settings) -> DocumentStore:
@@ -520,12 +530,7 @@ def _read_manifest(settings: Settings, manifest_path: Path) -> dict[str, str] | 
 
 async def _register_documents(settings: Settings, documents: dict[str, str]) -> int:
     """Register a frontend's documents in the database, for every instance to find."""
-    async with database_url_or_embedded(
-        settings.database_url, settings.data_dir / "postgres"
-    ) as url:
-        if settings.embedded:
-            await migrate.upgrade_database(settings.database(url))
-        database = await Database.open(settings.database(url))
+    async with _open_database(settings) as database:
         try:
             added = await _document_store(settings).register(
                 Context(database=database, principal=None), documents=documents
@@ -541,8 +546,6 @@ async def _register_documents(settings: Settings, documents: dict[str, str]) -> 
                 file=sys.stderr,
             )
             return 1
-        finally:
-            await database.close()
     print(f"registered {len(documents)} documents ({added} new)")
     return 0
 
