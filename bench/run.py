@@ -109,6 +109,9 @@ class Run:
     non2xx: int
     socket_errors: int
     peak_rss_mb: float
+    # Worker CPU time (user + system) per request: what a request costs the server, which
+    # other work on a shared machine changes far less than requests/s.
+    cpu_us: float
 
 
 @dataclass
@@ -324,6 +327,19 @@ def wrk(
     return dict(json.loads(line.removeprefix("RESULT ")))
 
 
+def worker_cpu_seconds(parent: psutil.Process) -> float:
+    """CPU seconds (user + system) used so far by the server's processes, PostgreSQL's aside."""
+    total = 0.0
+    for child in [parent, *parent.children(recursive=True)]:
+        try:
+            if "postgres" not in child.name():
+                times = child.cpu_times()
+                total += times.user + times.system
+        except psutil.Error:
+            continue
+    return total
+
+
 def measure(
     port: int,
     process: psutil.Process,
@@ -333,6 +349,7 @@ def measure(
     wrk_scenario: str | None = None,
 ) -> Run:
     connections = scenario.connections or args.connections
+    cpu_before = worker_cpu_seconds(process)
     with RssSampler(process) as rss:
         result = wrk(
             port,
@@ -354,6 +371,7 @@ def measure(
             result[k] for k in ("connect_errors", "read_errors", "write_errors", "timeouts")
         ),
         peak_rss_mb=rss.peak_mb,
+        cpu_us=(worker_cpu_seconds(process) - cpu_before) / max(1, result["requests"]) * 1e6,
     )
 
 
@@ -425,14 +443,18 @@ CLEARING = {
 }
 
 
-def measure_clearing(port: int, url: str, rounds: int) -> str:
-    """Clearing BULK_TASKS completed tasks each way, interleaved; medians of `rounds`."""
+def measure_clearing(port: int, process: psutil.Process, url: str, rounds: int) -> str:
+    """Clearing BULK_TASKS completed tasks each way, interleaved; medians of `rounds`: the
+    time the client waits, and the CPU time the API's processes spend."""
     seconds: dict[str, list[float]] = {way: [] for way in CLEARING}
+    cpu: dict[str, list[float]] = {way: [] for way in CLEARING}
     for round_number in range(rounds):
         for way in CLEARING:
             owner = secrets.token_hex(16)
             ids = asyncio.run(seed_completed(url, owner, BULK_TASKS))
+            cpu_before = worker_cpu_seconds(process)
             seconds[way].append(asyncio.run(clear_completed(port, way, owner, ids)))
+            cpu[way].append(worker_cpu_seconds(process) - cpu_before)
             print(
                 f"round {round_number + 1}: clearing, {way}: {seconds[way][-1]:.3f} s",
                 file=sys.stderr,
@@ -442,15 +464,15 @@ def measure_clearing(port: int, url: str, rounds: int) -> str:
     lines = [
         f"clearing {BULK_TASKS:,} completed tasks (medians of {rounds} rounds)",
         "",
-        "| how | requests | seconds | tasks/s | vs one request |",
-        "|---|---|---|---|---|",
+        "| how | requests | seconds | tasks/s | vs one request | API CPU s |",
+        "|---|---|---|---|---|---|",
     ]
     for way, description in CLEARING.items():
         median = statistics.median(seconds[way])
         requests = 1 if way == "bulk" else BULK_TASKS
         lines.append(
             f"| {description} | {requests:,} | {median:.3f} | {BULK_TASKS / median:,.0f} "
-            f"| {median / bulk:.1f}x |"
+            f"| {median / bulk:.1f}x | {statistics.median(cpu[way]):.3f} |"
         )
     return "\n".join(lines)
 
@@ -464,6 +486,7 @@ def median_run(runs: list[Run]) -> Run:
         non2xx=sum(r.non2xx for r in runs),
         socket_errors=sum(r.socket_errors for r in runs),
         peak_rss_mb=max(r.peak_rss_mb for r in runs),
+        cpu_us=statistics.median(r.cpu_us for r in runs),
     )
 
 
@@ -474,8 +497,8 @@ def report(rows: list[Row], args: argparse.Namespace) -> str:
         f"(medians; errors summed over rounds)",
         "",
         "| scenario | API req/s | floor req/s | ratio | p50 ms | p95 ms | p99 ms "
-        "| non-2xx | socket errors | peak RSS/worker MB |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "| non-2xx | socket errors | peak RSS/worker MB | API CPU µs/req | floor CPU µs/req |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for row in rows:
         api = median_run(row.api)
@@ -485,7 +508,8 @@ def report(rows: list[Row], args: argparse.Namespace) -> str:
         lines.append(
             f"| {row.scenario.description} | {api.rps:,.0f} | {floor_rps} | {ratio} "
             f"| {api.p50_ms:.1f} | {api.p95_ms:.1f} | {api.p99_ms:.1f} | {api.non2xx} "
-            f"| {api.socket_errors} | {api.peak_rss_mb:.0f} |"
+            f"| {api.socket_errors} | {api.peak_rss_mb:.0f} | {api.cpu_us:,.0f} "
+            f"| {f'{floor.cpu_us:,.0f}' if floor else '-'} |"
         )
     return "\n".join(lines)
 
@@ -588,7 +612,9 @@ def main() -> int:
                         file=sys.stderr,
                         flush=True,
                     )
-            cleared = measure_clearing(api_port, url, args.bulk_rounds) if args.bulk_rounds else ""
+            cleared = ""
+            if args.bulk_rounds:
+                cleared = measure_clearing(api_port, api, url, args.bulk_rounds)
             soaked = soak(api_port, api, args.soak, args.connections, data) if args.soak else ""
     if args.rounds > 0:
         print(report(rows, args) + ("\n" if soaked or cleared else ""))
