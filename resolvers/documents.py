@@ -54,10 +54,14 @@ class DocumentStore:
         )
         self._full_reported = False
 
-    async def find(self, ctx: Context, *, hash: str) -> Document | None:
-        """The document with this hash, if any instance stored it."""
+    async def find(
+        self, ctx: Context, *, hash: str, deployed_only: bool = False
+    ) -> Document | None:
+        """The document with this hash, if any instance stored it (and a deployment registered
+        it, with `deployed_only`). A document only ever becomes a deployed one, never the
+        reverse, so one cached as not deployed is asked for again where that matters."""
         cached = self._cache.get(hash)
-        if cached is not None:
+        if cached is not None and (cached.deployed or not deployed_only):
             self._cache.move_to_end(hash)
             return cached
         async with ctx.connection() as conn:
@@ -66,7 +70,7 @@ class DocumentStore:
             return None
         document = Document(text=stored.text, deployed=stored.deployed)
         self._remember(hash, document)
-        return document
+        return None if deployed_only and not document.deployed else document
 
     async def learn(self, ctx: Context, *, hash: str, text: str) -> bool:
         """Store a document a client sent with its hash (automatic persisted queries), within

@@ -90,8 +90,8 @@ class PersistedQueries:
                 await self._registered(store, context, document_hash(query))
             return query
         if query is None:
-            found = await store.find(context, hash=hash)
-            if found is None or (self.mode == "registered" and not found.deployed):
+            found = await store.find(context, hash=hash, deployed_only=self.mode == "registered")
+            if found is None:
                 raise _not_found()
             return found.text
         if document_hash(query) != hash:
@@ -105,8 +105,7 @@ class PersistedQueries:
 
     @staticmethod
     async def _registered(store: DocumentStore, context: Context, hash: str) -> None:
-        found = await store.find(context, hash=hash)
-        if found is None or not found.deployed:
+        if await store.find(context, hash=hash, deployed_only=True) is None:
             raise _not_registered()
 
 

@@ -282,8 +282,11 @@ async def test_registered_only_runs_registered_documents_alone(
         unknown_retry = await post(http, {"query": unknown, "extensions": persisted(unknown)})
         unknown_query = await post(http, {"query": unknown})
         learnt_hash = await post(http, {"extensions": persisted(learnt)})
+        # Registered while this instance runs (and has seen it as not deployed): it runs now.
+        assert (await register(clean_database, apollo_manifest(learnt), tmp_path))[0] == 0
+        learnt_registered = await post(http, {"extensions": persisted(learnt)})
 
-    assert by_hash.json() == in_full.json() == DATA
+    assert by_hash.json() == in_full.json() == learnt_registered.json() == DATA
     assert error_of(unknown_hash) == error_of(learnt_hash) == NOT_FOUND
     for refused in (unknown_retry, unknown_query):
         status, code, message = error_of(refused)
