@@ -325,7 +325,8 @@ async def test_all_acts_on_every_task_of_the_viewer_and_no_one_else(
     door: Door, clean_database: str
 ) -> None:
     mine = await seed(clean_database, door.user, task("a"), task("b", completed=True))
-    theirs = await seed(clean_database, "bob", task("a"), task("b", completed=True))
+    bob = f"bob-{uuid.uuid4().hex[:8]}"
+    theirs = await seed(clean_database, bob, task("a"), task("b", completed=True))
 
     completed = await door.set_completion(True, every=True)
     deleted = await door.delete(every=True)
@@ -333,11 +334,11 @@ async def test_all_acts_on_every_task_of_the_viewer_and_no_one_else(
     assert completed == Outcome(200, [mine["a"]])
     assert deleted == Outcome(200, sorted(mine.values()))
     assert await tasks_of(clean_database, door.user) == {}
-    assert await tasks_of(clean_database, "bob") == {
+    assert await tasks_of(clean_database, bob) == {
         theirs["a"]: (False, 1),
         theirs["b"]: (True, 1),
     }
-    assert await events_of(clean_database, "bob") == []
+    assert await events_of(clean_database, bob) == []
 
 
 async def test_all_with_a_filter_is_refused(door: Door, clean_database: str) -> None:
