@@ -14,9 +14,10 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 from urllib.parse import urlsplit
 
+import orjson
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 
@@ -26,7 +27,9 @@ from db.engine import Database, DatabaseConfig, create_engine
 from db.errors import DatabaseMisconfigured, DatabaseUnavailable, SchemaNotCurrent
 from db.url import is_pooler_host
 from resolvers.auth import AuthConfig, TokenVerifier, sign_development_token
-from resolvers.context import Admission, ContextFactory
+from resolvers.context import DEFAULT_BULK_MAX_TASKS, Admission, Context, ContextFactory
+from resolvers.documents import DocumentStore
+from resolvers.errors import AppError
 from resolvers.ratelimit import RateLimitConfig, RateLimiter, SharedRateLimiter
 from resolvers.retention import RetentionConfig, RetentionJanitor
 from rest_compat import docs, openapi
@@ -36,8 +39,10 @@ from schema.build import DEFAULT_CONFIG as DEFAULT_GRAPHQL
 from schema.build import GraphQLConfig, build_schema
 from schema.graphiql import GraphiQL
 from schema.http import GRAPHQL_PATH, GraphQLEndpoint, graphql_error_body
+from schema.persisted import MODES, ManifestError, PersistedQueries, read_manifest
+from schema.persisted import Mode as PersistedMode
 from server import health, metrics
-from server.cors import cors
+from server.cors import allowed_headers, cors
 from server.devmode import development_secret, print_banner
 from server.guards import BodySizeLimit, SecurityHeaders, asset_origin
 from server.logs import configure_logging
@@ -157,10 +162,37 @@ SETTINGS = (
         "executor.",
     ),
     Setting(
+        "GRAPHQL_PERSISTED_QUERIES",
+        "automatic",
+        "`automatic`: Apollo's automatic persisted queries (a document sent with its hash is "
+        "stored for every instance); `registered`: only documents registered with `taskql "
+        "documents register` run (trusted documents); `off`: queries only.",
+    ),
+    Setting(
+        "GRAPHQL_PERSISTED_MAX_DOCUMENTS",
+        "10000",
+        "Most documents stored automatically; past it, clients send their full queries. "
+        "Registered documents do not count.",
+    ),
+    Setting(
+        "BULK_MAX_TASKS",
+        str(DEFAULT_BULK_MAX_TASKS),
+        "Most tasks one bulk change (setTasksCompletion, deleteTasks, PATCH and DELETE "
+        "/api/{user_id}/tasks) may change; more matching is refused and changes nothing.",
+    ),
+    Setting(
         "CORS_ORIGINS",
         None,
         "Comma-separated browser origins allowed to call the API, e.g. "
         "https://app.example.com; unset: no cross-origin access.",
+    ),
+    Setting(
+        "CORS_ALLOW_HEADERS",
+        None,
+        "Request headers browsers may send besides the default ones (Authorization, "
+        "Content-Type, Idempotency-Key, If-Match, X-Request-ID, traceparent, tracestate, "
+        "baggage, sentry-trace, apollographql-client-name, apollographql-client-version); "
+        "comma-separated.",
     ),
     Setting("LOG_LEVEL", "INFO", "Python logging level."),
     Setting(
@@ -258,7 +290,11 @@ class Settings:
     pooler: bool | None
     graphiql: bool
     graphql: GraphQLConfig
+    persisted_queries: PersistedMode
+    persisted_max_documents: int
+    bulk_max_tasks: int
     cors_origins: tuple[str, ...]
+    cors_allow_headers: tuple[str, ...]
     log_level: str
     max_body_bytes: int
     row_security: bool
@@ -342,7 +378,11 @@ def read_settings(env: Mapping[str, str]) -> Settings:
             introspection=bool(read.flag("GRAPHQL_INTROSPECTION")),
             compiled=bool(read.flag("GRAPHQL_COMPILED")),
         ),
+        persisted_queries=cast(PersistedMode, read.choice("GRAPHQL_PERSISTED_QUERIES", MODES)),
+        persisted_max_documents=read.integer("GRAPHQL_PERSISTED_MAX_DOCUMENTS", 0),
+        bulk_max_tasks=read.integer("BULK_MAX_TASKS", 1, 100_000),
         cors_origins=read.items("CORS_ORIGINS"),
+        cors_allow_headers=allowed_headers(read.items("CORS_ALLOW_HEADERS")),
         log_level=(read.text("LOG_LEVEL") or "INFO").upper(),
         max_body_bytes=read.integer("MAX_BODY_BYTES", 1),
         row_security=bool(read.flag("RLS")),
@@ -417,12 +457,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
             configuration := effective_configuration(settings),
             extra={"fields": {"configuration": configuration}},
         )
-        async with database_url_or_embedded(
-            settings.database_url, settings.data_dir / "postgres"
-        ) as url:
-            if settings.embedded:
-                await migrate.upgrade_database(settings.database(url))
-            database = await Database.open(settings.database(url), upgrade=_upgrade(settings))
+        async with _open_database(settings) as database:
             pool_watch = metrics.watch_pool(database)
             verifier = TokenVerifier(settings.auth, on_jwks_fetch=metrics.jwks_fetched)
             rate_limiter = _rate_limiter(settings.rate_limit, database)
@@ -439,20 +474,27 @@ def create_app(settings: Settings | None = None) -> Starlette:
                         verifier=verifier,
                         on_database_unavailable=metrics.database_unavailable,
                         rate_limiter=rate_limiter,
+                        bulk_max_tasks=settings.bulk_max_tasks,
                     ),
                     "database": database,
                     "janitor": janitor,
+                    "documents": _document_store(settings),
                 }
             finally:
                 await janitor.stop()
                 pool_watch.cancel()
                 await verifier.aclose()
-                await database.close()
                 metrics.mark_process_dead(settings.multiprocess_dir, os.getpid())
 
     development_token = _development_token(settings)
+    schema = build_schema(settings.graphql)
     graphql = GraphQLEndpoint(
-        schema=build_schema(settings.graphql), graphiql=_graphiql(settings, development_token)
+        schema=schema,
+        graphiql=_graphiql(settings, development_token),
+        persisted=PersistedQueries(
+            mode=settings.persisted_queries,
+            is_valid=schema.is_valid_document,
+        ),
     )
     return Starlette(
         routes=[
@@ -460,7 +502,9 @@ def create_app(settings: Settings | None = None) -> Starlette:
             *graphql.routes(),
             *rest_routes.routes,
             *openapi.routes(
-                max_body_bytes=settings.max_body_bytes, rate_limited=settings.rate_limit.enabled
+                max_body_bytes=settings.max_body_bytes,
+                rate_limited=settings.rate_limit.enabled,
+                bulk_max_tasks=settings.bulk_max_tasks,
             ),
             *docs.routes(settings.graphiql_assets_url, development_token),
             *(metrics.routes(settings.multiprocess_dir) if settings.metrics else []),
@@ -474,7 +518,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
                 SecurityHeaders,
                 graphiql_asset_origins=(asset_origin(settings.graphiql_assets_url),),
             ),
-            *cors(settings.cors_origins),
+            *cors(settings.cors_origins, settings.cors_allow_headers),
             Middleware(
                 BodySizeLimit,
                 max_bytes=settings.max_body_bytes,
@@ -484,6 +528,25 @@ def create_app(settings: Settings | None = None) -> Starlette:
         ],
         lifespan=lifespan,
     )
+
+
+@asynccontextmanager
+async def _open_database(settings: Settings) -> AsyncIterator[Database]:
+    """The operations' database: DATABASE_URL's, or the embedded one, started and migrated."""
+    async with database_url_or_embedded(
+        settings.database_url, settings.data_dir / "postgres"
+    ) as url:
+        if settings.embedded:
+            await migrate.upgrade_database(settings.database(url))
+        database = await Database.open(settings.database(url), upgrade=_upgrade(settings))
+        try:
+            yield database
+        finally:
+            await database.close()
+
+
+def _document_store(settings: Settings) -> DocumentStore:
+    return DocumentStore(max_automatic=settings.persisted_max_documents)
 
 
 def _upgrade(settings: Settings) -> Callable[[], Awaitable[None]] | None:
@@ -587,6 +650,39 @@ async def _migrate(settings: Settings, revision: str, down: bool) -> None:
             await engine.dispose()
 
 
+def _read_manifest(settings: Settings, manifest_path: Path) -> dict[str, str] | None:
+    """A frontend's documents by hash, each checked against the schema; None (and why, on
+    stderr) when the manifest cannot be registered."""
+    try:
+        manifest = orjson.loads(manifest_path.read_bytes())
+        return read_manifest(manifest, build_schema(settings.graphql).is_valid_document)
+    except (OSError, orjson.JSONDecodeError, ManifestError) as error:
+        print(f"cannot register {manifest_path}: {error}", file=sys.stderr)
+        return None
+
+
+async def _register_documents(settings: Settings, documents: dict[str, str]) -> int:
+    """Register a frontend's documents in the database, for every instance to find."""
+    async with _open_database(settings) as database:
+        try:
+            added = await _document_store(settings).register(
+                Context(database=database, principal=None), documents=documents
+            )
+        except AppError as error:
+            print(f"cannot register the documents: {error.message}", file=sys.stderr)
+            return 1
+        except Exception as error:
+            # Most likely a database the migrations have not reached yet.
+            print(
+                f"cannot register the documents: {type(error).__name__}: {error} (has "
+                "`taskql migrate` run on this database?)",
+                file=sys.stderr,
+            )
+            return 1
+    print(f"registered {len(documents)} documents ({added} new)")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="taskql", description="taskql task API")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -597,6 +693,14 @@ def main(argv: list[str] | None = None) -> int:
     token_cmd = commands.add_parser("token", help="print an HS256 token for a user id")
     token_cmd.add_argument("user_id")
     token_cmd.add_argument("--ttl", type=int, default=86400, help="lifetime in seconds")
+    documents_cmd = commands.add_parser("documents", help="persisted GraphQL documents")
+    documents_actions = documents_cmd.add_subparsers(dest="action", required=True)
+    register_cmd = documents_actions.add_parser(
+        "register",
+        help="register a frontend's documents (Apollo's persisted query manifest, or GraphQL "
+        "Code Generator's persisted-documents.json), e.g. at deploy time",
+    )
+    register_cmd.add_argument("manifest", type=Path)
     args = parser.parse_args(argv)
 
     try:
@@ -609,6 +713,11 @@ def main(argv: list[str] | None = None) -> int:
         return _serve(settings)
     if args.command == "migrate":
         asyncio.run(_migrate(settings, args.revision, args.down))
+    elif args.command == "documents":
+        documents = _read_manifest(settings, args.manifest)
+        if documents is None:
+            return 2
+        return asyncio.run(_register_documents(settings, documents))
     else:
         if settings.auth.secret is None:
             print("JWT_SECRET is not set: tokens come from your auth service", file=sys.stderr)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import hashlib
 import json
 import os
 import resource
@@ -20,6 +21,7 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.parse
 import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -27,6 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import asyncpg
+import httpx
 import jwt
 import psutil
 
@@ -54,6 +57,12 @@ class Scenario:
 SCENARIOS = [
     Scenario("rest_list", "REST list (GET /api/{user}/tasks)", floor=True),
     Scenario("graphql_list", "GraphQL list (tasks(first: 20))", floor=True),
+    Scenario(
+        "graphql_list_persisted",
+        "GraphQL list by persisted hash (POST, hash only)",
+        floor=False,
+    ),
+    Scenario("graphql_list_persisted_get", "GraphQL list by persisted hash (GET)", floor=False),
     Scenario("rest_create", "REST create", floor=True),
     # The cost of Idempotency-Key: the same create, each request with a key of its own.
     Scenario("rest_create_key", "REST create with an Idempotency-Key", floor=False),
@@ -79,6 +88,14 @@ SCENARIOS = [
         "mix", "saturation: 1,000 connections, no think time (mix)", floor=False, connections=1000
     ),
 ]
+# The document scenario.lua's graphql_list sends in full, and the persisted scenarios by hash.
+LIST_QUERY = "{ tasks(first: 20) { nodes { id title description completed dueDate createdAt } } }"
+LIST_HASH = hashlib.sha256(LIST_QUERY.encode()).hexdigest()
+PERSISTED_EXTENSIONS = {"persistedQuery": {"version": 1, "sha256Hash": LIST_HASH}}
+# Tasks cleared in one request, and one by one, by --bulk-rounds.
+BULK_TASKS = 1000
+# Browsers open at most 6 connections to one host over HTTP/1.1.
+BROWSER_CONNECTIONS = 6
 # The floor implements list, create and toggle; the GraphQL scenarios compare with the
 # floor doing the same database work through its REST-shaped routes.
 WARM_UP_SECONDS = 2
@@ -94,6 +111,9 @@ class Run:
     non2xx: int
     socket_errors: int
     peak_rss_mb: float
+    # Worker CPU time (user + system) per request: what a request costs the server, which
+    # other work on a shared machine changes far less than requests/s.
+    cpu_us: float
 
 
 @dataclass
@@ -309,6 +329,19 @@ def wrk(
     return dict(json.loads(line.removeprefix("RESULT ")))
 
 
+def worker_cpu_seconds(parent: psutil.Process) -> float:
+    """CPU seconds (user + system) used so far by the server's processes, PostgreSQL's aside."""
+    total = 0.0
+    for child in [parent, *parent.children(recursive=True)]:
+        try:
+            if "postgres" not in child.name():
+                times = child.cpu_times()
+                total += times.user + times.system
+        except psutil.Error:
+            continue
+    return total
+
+
 def measure(
     port: int,
     process: psutil.Process,
@@ -318,6 +351,7 @@ def measure(
     wrk_scenario: str | None = None,
 ) -> Run:
     connections = scenario.connections or args.connections
+    cpu_before = worker_cpu_seconds(process)
     with RssSampler(process) as rss:
         result = wrk(
             port,
@@ -339,6 +373,7 @@ def measure(
             result[k] for k in ("connect_errors", "read_errors", "write_errors", "timeouts")
         ),
         peak_rss_mb=rss.peak_mb,
+        cpu_us=(worker_cpu_seconds(process) - cpu_before) / max(1, result["requests"]) * 1e6,
     )
 
 
@@ -354,6 +389,96 @@ def warm_up(
         wrk(floor_port, floor_scenario, connections, WARM_UP_SECONDS, data)
 
 
+def register_list_document(port: int, user: dict[str, str]) -> None:
+    """Send the list query with its hash once, so that the persisted scenarios find it."""
+    body = json.dumps({"query": LIST_QUERY, "extensions": PERSISTED_EXTENSIONS}).encode()
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{port}/graphql",
+        data=body,
+        headers={"Authorization": f"Bearer {user['token']}", "Content-Type": "application/json"},
+    )
+    with urllib.request.urlopen(request, timeout=10) as response:
+        assert "errors" not in json.loads(response.read()), "the list query did not register"
+
+
+async def seed_completed(url: str, owner: str, count: int) -> list[int]:
+    """`count` completed tasks of a new owner; their ids."""
+    conn = await asyncpg.connect(url)
+    try:
+        records = [(owner, f"done {n}", "", True) for n in range(count)]
+        await conn.copy_records_to_table(
+            "tasks", records=records, columns=["owner_id", "title", "description", "completed"]
+        )
+        rows = await conn.fetch("SELECT id FROM tasks WHERE owner_id = $1 ORDER BY id", owner)
+    finally:
+        await conn.close()
+    return [row["id"] for row in rows]
+
+
+async def clear_completed(port: int, way: str, owner: str, ids: list[int]) -> float:
+    """Seconds to delete the owner's completed tasks `way`: in one bulk request, or one
+    request per task, one after another or BROWSER_CONNECTIONS at a time."""
+    token = jwt.encode({"sub": owner, "exp": int(time.time()) + 600}, SECRET, algorithm="HS256")
+    headers = {"Authorization": f"Bearer {token}"}
+    limits = httpx.Limits(max_connections=BROWSER_CONNECTIONS)
+    base = f"http://127.0.0.1:{port}/api/{owner}/tasks"
+    async with httpx.AsyncClient(headers=headers, limits=limits, timeout=60) as http:
+        await http.get(base, params={"limit": "1"})  # the connection, opened before timing
+        started = time.perf_counter()
+        if way == "bulk":
+            response = await http.delete(base, params={"completed": "true"})
+            assert response.json()["count"] == len(ids), response.text
+        elif way == "sequential":
+            for task_id in ids:
+                assert (await http.delete(f"{base}/{task_id}")).status_code == 204
+        else:
+            responses = await asyncio.gather(*(http.delete(f"{base}/{i}") for i in ids))
+            assert all(response.status_code == 204 for response in responses)
+        return time.perf_counter() - started
+
+
+CLEARING = {
+    "bulk": "one request: DELETE /api/{user}/tasks?completed=true",
+    "sequential": f"{BULK_TASKS:,} single DELETEs, one after another",
+    "concurrent": f"{BULK_TASKS:,} single DELETEs, {BROWSER_CONNECTIONS} at a time "
+    "(a browser's connections to one host)",
+}
+
+
+def measure_clearing(port: int, process: psutil.Process, url: str, rounds: int) -> str:
+    """Clearing BULK_TASKS completed tasks each way, interleaved; medians of `rounds`: the
+    time the client waits, and the CPU time the API's processes spend."""
+    seconds: dict[str, list[float]] = {way: [] for way in CLEARING}
+    cpu: dict[str, list[float]] = {way: [] for way in CLEARING}
+    for round_number in range(rounds):
+        for way in CLEARING:
+            owner = secrets.token_hex(16)
+            ids = asyncio.run(seed_completed(url, owner, BULK_TASKS))
+            cpu_before = worker_cpu_seconds(process)
+            seconds[way].append(asyncio.run(clear_completed(port, way, owner, ids)))
+            cpu[way].append(worker_cpu_seconds(process) - cpu_before)
+            print(
+                f"round {round_number + 1}: clearing, {way}: {seconds[way][-1]:.3f} s",
+                file=sys.stderr,
+                flush=True,
+            )
+    bulk = statistics.median(seconds["bulk"])
+    lines = [
+        f"clearing {BULK_TASKS:,} completed tasks (medians of {rounds} rounds)",
+        "",
+        "| how | requests | seconds | tasks/s | vs one request | API CPU s |",
+        "|---|---|---|---|---|---|",
+    ]
+    for way, description in CLEARING.items():
+        median = statistics.median(seconds[way])
+        requests = 1 if way == "bulk" else BULK_TASKS
+        lines.append(
+            f"| {description} | {requests:,} | {median:.3f} | {BULK_TASKS / median:,.0f} "
+            f"| {median / bulk:.1f}x | {statistics.median(cpu[way]):.3f} |"
+        )
+    return "\n".join(lines)
+
+
 def median_run(runs: list[Run]) -> Run:
     return Run(
         rps=statistics.median(r.rps for r in runs),
@@ -363,6 +488,7 @@ def median_run(runs: list[Run]) -> Run:
         non2xx=sum(r.non2xx for r in runs),
         socket_errors=sum(r.socket_errors for r in runs),
         peak_rss_mb=max(r.peak_rss_mb for r in runs),
+        cpu_us=statistics.median(r.cpu_us for r in runs),
     )
 
 
@@ -373,8 +499,8 @@ def report(rows: list[Row], args: argparse.Namespace) -> str:
         f"(medians; errors summed over rounds)",
         "",
         "| scenario | API req/s | floor req/s | ratio | p50 ms | p95 ms | p99 ms "
-        "| non-2xx | socket errors | peak RSS/worker MB |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "| non-2xx | socket errors | peak RSS/worker MB | API CPU µs/req | floor CPU µs/req |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for row in rows:
         api = median_run(row.api)
@@ -384,7 +510,8 @@ def report(rows: list[Row], args: argparse.Namespace) -> str:
         lines.append(
             f"| {row.scenario.description} | {api.rps:,.0f} | {floor_rps} | {ratio} "
             f"| {api.p50_ms:.1f} | {api.p95_ms:.1f} | {api.p99_ms:.1f} | {api.non2xx} "
-            f"| {api.socket_errors} | {api.peak_rss_mb:.0f} |"
+            f"| {api.socket_errors} | {api.peak_rss_mb:.0f} | {api.cpu_us:,.0f} "
+            f"| {f'{floor.cpu_us:,.0f}' if floor else '-'} |"
         )
     by_name = {row.scenario.name: median_run(row.api) for row in rows}
     if "rest_create" in by_name and "rest_create_key" in by_name:
@@ -414,6 +541,13 @@ def main() -> int:
         help="after the scenarios, run the mix this long and report RSS growth per worker",
     )
     parser.add_argument(
+        "--bulk-rounds",
+        type=int,
+        default=5,
+        help=f"rounds of clearing {BULK_TASKS:,} completed tasks in one request and one by one "
+        "(0: none)",
+    )
+    parser.add_argument(
         "--api-env",
         nargs="*",
         default=[],
@@ -428,6 +562,14 @@ def main() -> int:
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, min(hard, 65536)), hard))
     WORK_DIR.mkdir(parents=True, exist_ok=True)
+    # For scenario.lua's persisted scenarios; wrk inherits this environment.
+    os.environ["PERSISTED_HASH"] = LIST_HASH
+    os.environ["PERSISTED_QUERY_STRING"] = urllib.parse.urlencode(
+        {"extensions": json.dumps(PERSISTED_EXTENSIONS, separators=(",", ":"))}
+    )
+    if LIST_QUERY not in (PROJECT / "bench" / "scenario.lua").read_text():
+        print("LIST_QUERY is not the query scenario.lua lists with", file=sys.stderr)
+        return 2
     scenarios = [
         s for s in SCENARIOS if not args.only or any(word in s.description for word in args.only)
     ]
@@ -464,6 +606,7 @@ def main() -> int:
             server(api_cmd, {**env, **api_env, "PORT": str(api_port)}, api_port) as api,
             server(floor_cmd, env, floor_port) as floor,
         ):
+            register_list_document(api_port, readers[0])
             rows = [Row(s) for s in scenarios]
             for round_number in range(args.rounds):
                 # Every other round runs the scenarios backwards, so that a drift in the
@@ -481,9 +624,14 @@ def main() -> int:
                         file=sys.stderr,
                         flush=True,
                     )
+            cleared = ""
+            if args.bulk_rounds:
+                cleared = measure_clearing(api_port, api, url, args.bulk_rounds)
             soaked = soak(api_port, api, args.soak, args.connections, data) if args.soak else ""
     if args.rounds > 0:
-        print(report(rows, args) + ("\n" if soaked else ""))
+        print(report(rows, args) + ("\n" if soaked or cleared else ""))
+    if cleared:
+        print(cleared + ("\n" if soaked else ""))
     if soaked:
         print(soaked)
     return 0

@@ -14,6 +14,12 @@ local create_mutation = '{"query":"mutation { createTask(input: {title: \\"bench
 local create_body = '{"title":"bench task","description":"made by wrk"}'
 local update_body = '{"title":"renamed by wrk"}'
 
+-- The list query by its SHA-256 alone (automatic persisted queries; run.py registers the
+-- document before the runs): as a POST body, and as GET's query string.
+local persisted_body = '{"extensions":{"persistedQuery":{"version":1,"sha256Hash":"' ..
+  (os.getenv("PERSISTED_HASH") or "") .. '"}}}'
+local persisted_path = "/graphql?" .. (os.getenv("PERSISTED_QUERY_STRING") or "")
+
 local counter = 0
 local created = {}   -- ids created by this thread's writer, for the mix's deletes
 local thread_id = 0
@@ -48,6 +54,14 @@ end
 
 local function graphql_list()
   return wrk.format("POST", "/graphql", headers(pick(readers)), list_query)
+end
+
+local function graphql_list_persisted()
+  return wrk.format("POST", "/graphql", headers(pick(readers)), persisted_body)
+end
+
+local function graphql_list_persisted_get()
+  return wrk.format("GET", persisted_path, headers(pick(readers)))
 end
 
 local function rest_create()
@@ -104,6 +118,8 @@ local builders = {
   rest_list = rest_list, graphql_list = graphql_list, rest_create = rest_create,
   rest_create_key = rest_create_key,
   graphql_create = graphql_create, rest_toggle = rest_toggle, mix = mix,
+  graphql_list_persisted = graphql_list_persisted,
+  graphql_list_persisted_get = graphql_list_persisted_get,
 }
 request = builders[scenario]
 

@@ -128,3 +128,14 @@ rate_limits = Table(
     Column("counted_at", DateTime(timezone=True), nullable=False),
     prefixes=["UNLOGGED"],
 )
+
+# GraphQL documents by the SHA-256 of their text (migration 0007): learnt from clients
+# (automatic persisted queries) or registered from a frontend's manifest at deploy time.
+persisted_documents = Table(
+    "persisted_documents",
+    metadata,
+    Column("hash", Text, primary_key=True),
+    Column("document", Text, nullable=False),
+    Column("kind", Text, nullable=False),
+    Column("registered_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+)

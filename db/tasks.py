@@ -337,6 +337,43 @@ def _count_statement(filter_shape: _FilterShape) -> Statement:
     return compiled(as_viewer(query))
 
 
+def _is_overdue() -> ColumnElement[bool]:
+    """Due in the past and not completed; `due_date IS NOT NULL` first, so that an undated
+    task is "not overdue", not unknown."""
+    return tasks.c.due_date.is_not(None) & (tasks.c.due_date < func.now()) & ~tasks.c.completed
+
+
+class StateCounts(NamedTuple):
+    """How many of the matching tasks there are in all, and in each state."""
+
+    all: int
+    active: int
+    completed: int
+    overdue: int
+
+
+async def count_tasks_by_state(
+    conn: Connection, *, owner_id: str, filters: ListFilter
+) -> StateCounts:
+    """Every count in one statement: one scan of the owner's matching tasks."""
+    statement = _state_counts_statement(_filter_shape(filters))
+    row = await statement.fetchrow(conn, **_list_values(owner_id, filters, None))
+    return StateCounts(*row)
+
+
+@cache
+def _state_counts_statement(filter_shape: _FilterShape) -> Statement:
+    completed = tasks.c.completed
+    counts: list[ColumnElement[Any]] = [
+        func.count().label("all"),
+        func.count().filter(~completed).label("active"),
+        func.count().filter(completed).label("completed"),
+        func.count().filter(_is_overdue()).label("overdue"),
+    ]
+    query = select(*counts).select_from(tasks).where(*_matching(filter_shape))
+    return compiled(as_viewer(query))
+
+
 def _sort_key(order: ListOrder, value: ColumnElement[Any]) -> ColumnElement[Any]:
     """`value` (a column, or a cursor's value) as the sort key of `order`."""
     if order.field == "due_date":
@@ -354,10 +391,7 @@ def _matching(filter_shape: _FilterShape) -> list[ColumnElement[bool]]:
     if due_after:
         clauses.append(tasks.c.due_date > bindparam("due_after", type_=tasks.c.due_date.type))
     if overdue is not None:
-        # `due_date IS NOT NULL` first, so that an undated task is "not overdue", not unknown.
-        is_overdue = tasks.c.due_date.is_not(None) & (tasks.c.due_date < func.now())
-        is_overdue = is_overdue & ~tasks.c.completed
-        clauses.append(is_overdue if overdue else ~is_overdue)
+        clauses.append(_is_overdue() if overdue else ~_is_overdue())
     if search:
         pattern = bindparam("pattern", type_=tasks.c.title.type)
         clauses.append(
@@ -516,3 +550,86 @@ async def delete_task(
         **_key_values(idempotency),
     )
     return _outcome(row)
+
+
+# Bulk writes: the functions of migration 0007, given the ids that the statement itself selects
+# with the listing's filter. The selection locks the tasks (FOR UPDATE, in id order, so two bulk
+# writes never deadlock; single writes lock one task, then the owner's stream row, as the bulk
+# function does after them) and reads at most one more than the maximum, which the function
+# then refuses whole. A task that changed while the selection waited for its lock is checked
+# against the filter again (PostgreSQL re-evaluates a locked row's conditions), so what is
+# written is what matches when the write happens.
+
+
+class BulkOutcome(NamedTuple):
+    """What a bulk write did: the changed tasks in id order (id and version alone for a
+    deletion), or nothing, when more tasks than the maximum matched (`too_many`)."""
+
+    tasks: list[Row]
+    too_many: bool
+
+
+def _selected_ids(filter_shape: _FilterShape, *, completion_changes: bool) -> ColumnElement[Any]:
+    """The ids of the owner's tasks matching the filter, locked: an array subquery."""
+    query = select(tasks.c.id).where(*_matching(filter_shape))
+    if completion_changes:
+        query = query.where(tasks.c.completed.is_distinct_from(_NEW_COMPLETED))
+    query = (
+        query.order_by(tasks.c.id)
+        .limit(bindparam("selected_limit", type_=BigInteger))
+        .with_for_update(of=tasks)
+    )
+    return func.array(as_viewer(query).scalar_subquery())
+
+
+_NEW_COMPLETED = bindparam("new_completed", type_=tasks.c.completed.type)
+_MAX_TASKS = bindparam("max_tasks", type_=tasks.c.version.type)
+
+
+def _bulk(function: Any) -> Statement:
+    rows = function.table_valued("too_many", *(column.name for column in _COLUMNS))
+    return compiled(select(*rows.c).order_by(rows.c.id))
+
+
+@cache
+def _set_completion_statement(filter_shape: _FilterShape) -> Statement:
+    selected = _selected_ids(filter_shape, completion_changes=True)
+    return _bulk(func.taskql_set_tasks_completion(_OWNER, _NEW_COMPLETED, selected, _MAX_TASKS))
+
+
+@cache
+def _delete_statement(filter_shape: _FilterShape) -> Statement:
+    selected = _selected_ids(filter_shape, completion_changes=False)
+    return _bulk(func.taskql_delete_tasks(_OWNER, selected, _MAX_TASKS))
+
+
+async def set_tasks_completion(
+    conn: Connection, *, owner_id: str, filters: ListFilter, completed: bool, max_tasks: int
+) -> BulkOutcome:
+    """Set completion on every matching task whose completion differs, all or none."""
+    statement = _set_completion_statement(_filter_shape(filters))
+    rows = await statement.fetch(
+        conn, new_completed=completed, **_bulk_values(owner_id, filters, max_tasks)
+    )
+    return _bulk_outcome(rows)
+
+
+async def delete_tasks(
+    conn: Connection, *, owner_id: str, filters: ListFilter, max_tasks: int
+) -> BulkOutcome:
+    """Delete every matching task, all or none."""
+    statement = _delete_statement(_filter_shape(filters))
+    rows = await statement.fetch(conn, **_bulk_values(owner_id, filters, max_tasks))
+    return _bulk_outcome(rows)
+
+
+def _bulk_values(owner_id: str, filters: ListFilter, max_tasks: int) -> dict[str, Any]:
+    # One more than the maximum is enough to know that there are too many.
+    values = _list_values(owner_id, filters, None)
+    return {**values, "selected_limit": max_tasks + 1, "max_tasks": max_tasks}
+
+
+def _bulk_outcome(rows: list[Row]) -> BulkOutcome:
+    if rows and rows[0][0]:
+        return BulkOutcome(tasks=[], too_many=True)
+    return BulkOutcome(tasks=[row[1:] for row in rows], too_many=False)

@@ -31,6 +31,10 @@ from resolvers.errors import (
 )
 from resolvers.idempotency import key_from_header
 
+# Most tasks one bulk change may touch (BULK_MAX_TASKS): one statement holds their locks and
+# writes their events, so it must finish well within the statement timeout.
+DEFAULT_BULK_MAX_TASKS = 1000
+
 
 @dataclass(slots=True)
 class Context:
@@ -43,6 +47,7 @@ class Context:
     on_database_unavailable: Callable[[], None] | None = None
     # The request's Idempotency-Key header, checked; each door decides which writes it covers.
     idempotency_key: str | None = None
+    bulk_max_tasks: int = DEFAULT_BULK_MAX_TASKS
     # Set by a write that replayed the stored outcome of an earlier request with the same
     # idempotency key instead of writing again; the doors mark such responses as replays.
     replayed: bool = field(default=False, init=False)
@@ -121,6 +126,7 @@ class ContextFactory:
     on_database_unavailable: Callable[[], None] | None = None
     # None: no rate limit, and no cost on the request path.
     rate_limiter: Admission | None = None
+    bulk_max_tasks: int = DEFAULT_BULK_MAX_TASKS
 
     async def __call__(
         self,
@@ -142,4 +148,5 @@ class ContextFactory:
             request_id=request_id or uuid.uuid4().hex,
             on_database_unavailable=self.on_database_unavailable,
             idempotency_key=None if principal is None else key_from_header(idempotency_key),
+            bulk_max_tasks=self.bulk_max_tasks,
         )

@@ -66,6 +66,17 @@ class Position:
 
 
 NO_FILTER = TaskFilter()
+
+
+class TaskCounts(NamedTuple):
+    """How many tasks there are in all and in each state (overdue ones are also active)."""
+
+    all: int
+    active: int
+    completed: int
+    overdue: int
+
+
 DEFAULT_ORDER = TaskOrder()
 
 

@@ -11,6 +11,7 @@ from resolvers.domain import Task
 class FieldError:
     """One invalid input field: where it is, what is wrong, and a machine-readable kind."""
 
+    # "" for the request as a whole, or the whole part named by `location`.
     field: str
     message: str
     kind: str
@@ -78,6 +79,24 @@ class InvalidInput(AppError):
     def __init__(self, errors: list[FieldError]) -> None:
         super().__init__("; ".join(e.message for e in errors) or "Invalid input")
         self.errors = errors
+
+
+class TooManyTasks(InvalidInput):
+    """A bulk change matched more tasks than one request may change: nothing was changed."""
+
+    def __init__(self, max_tasks: int) -> None:
+        super().__init__(
+            [
+                FieldError(
+                    "",
+                    f"More than {max_tasks} tasks match; one request changes at most "
+                    f"{max_tasks} (BULK_MAX_TASKS), and none were changed: narrow the filter",
+                    "too_many_tasks",
+                    location="query",
+                )
+            ]
+        )
+        self.max_tasks = max_tasks
 
 
 class IdempotencyKeyReused(AppError):

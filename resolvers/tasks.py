@@ -7,20 +7,25 @@ from typing import Any, NoReturn
 
 from db import tasks as task_queries
 from db.statements import Connection
-from db.tasks import Row, WriteOutcome
+from db.tasks import BulkOutcome, Row, WriteOutcome
 from resolvers.context import Context
 from resolvers.domain import (
     DEFAULT_ORDER,
     NO_FILTER,
     IdempotencyKey,
     Task,
+    TaskCounts,
     TaskFilter,
     TaskOrder,
     task_from_row,
 )
-from resolvers.errors import IdempotencyKeyReused, TaskNotFound, VersionConflict
+from resolvers.errors import IdempotencyKeyReused, TaskNotFound, TooManyTasks, VersionConflict
 from resolvers.pagination import EVERYTHING, PageRequest, TaskPage
-from resolvers.validation import validate_new_task, validate_task_changes
+from resolvers.validation import (
+    validate_bulk_filter,
+    validate_new_task,
+    validate_task_changes,
+)
 
 # PostgreSQL bigint: an id outside it cannot name a task, and would not encode.
 _MAX_TASK_ID = 2**63 - 1
@@ -127,6 +132,61 @@ async def count_tasks(ctx: Context, *, filters: TaskFilter = NO_FILTER) -> int:
     owner_id = ctx.viewer.user_id
     async with ctx.connection() as conn:
         return await task_queries.count_tasks(conn, owner_id=owner_id, filters=filters)
+
+
+async def count_tasks_by_state(ctx: Context, *, filters: TaskFilter = NO_FILTER) -> TaskCounts:
+    """How many of the viewer's tasks match `filters`, in all and in each state."""
+    owner_id = ctx.viewer.user_id
+    async with ctx.connection() as conn:
+        counts = await task_queries.count_tasks_by_state(conn, owner_id=owner_id, filters=filters)
+    return TaskCounts(*counts)
+
+
+async def set_tasks_completion(
+    ctx: Context, *, filters: TaskFilter | None, all_tasks: bool = False, completed: bool
+) -> list[Task]:
+    """Set completion on every one of the viewer's tasks that matches, atomically; the tasks
+    that changed, by id (those already in that state are left alone)."""
+
+    async def change(
+        conn: Connection, owner_id: str, selected: TaskFilter, max_tasks: int
+    ) -> BulkOutcome:
+        return await task_queries.set_tasks_completion(
+            conn, owner_id=owner_id, filters=selected, completed=completed, max_tasks=max_tasks
+        )
+
+    return list(map(task_from_row, await _bulk(ctx, filters, all_tasks, change)))
+
+
+async def delete_tasks(
+    ctx: Context, *, filters: TaskFilter | None, all_tasks: bool = False
+) -> list[int]:
+    """Delete every one of the viewer's tasks that matches, atomically; their ids, in order."""
+
+    async def change(
+        conn: Connection, owner_id: str, selected: TaskFilter, max_tasks: int
+    ) -> BulkOutcome:
+        return await task_queries.delete_tasks(
+            conn, owner_id=owner_id, filters=selected, max_tasks=max_tasks
+        )
+
+    return [row[0] for row in await _bulk(ctx, filters, all_tasks, change)]
+
+
+async def _bulk(
+    ctx: Context,
+    filters: TaskFilter | None,
+    all_tasks: bool,
+    change: Callable[[Connection, str, TaskFilter, int], Awaitable[BulkOutcome]],
+) -> list[Row]:
+    """Run one bulk change on the tasks the request names; refuse it whole past the maximum."""
+    owner_id = ctx.viewer.user_id
+    selected = validate_bulk_filter(filters, all_tasks=all_tasks)
+    async with ctx.connection() as conn:
+        outcome = await change(conn, owner_id, selected, ctx.bulk_max_tasks)
+    if outcome.too_many:
+        raise TooManyTasks(ctx.bulk_max_tasks)
+    return outcome.tasks
 
 
 async def get_task(ctx: Context, *, task_id: int) -> Task:

@@ -88,6 +88,66 @@ def validate_task_filter(
     return TaskFilter(completed=completed, overdue=overdue, **values)
 
 
+def validate_bulk_filter(filters: TaskFilter | None, *, all_tasks: bool) -> TaskFilter:
+    """The tasks a bulk change acts on: those matching `filters`, or every task only when the
+    request says so with `all_tasks`; an empty filter alone is refused, never read as "all"."""
+    given = filters is not None and _has_condition(filters)
+    if all_tasks and given:
+        raise InvalidInput(
+            [
+                FieldError(
+                    "all",
+                    "all acts on every task and cannot be combined with a filter",
+                    "all_with_filter",
+                    location="query",
+                )
+            ]
+        )
+    if all_tasks:
+        return TaskFilter()
+    if filters is None or not given:
+        raise InvalidInput(
+            [
+                FieldError(
+                    "filter",
+                    "No filter given: name at least one condition, or ask for every task "
+                    "explicitly (REST: all=true; GraphQL: all: ALL_TASKS)",
+                    "empty_filter",
+                    location="query",
+                )
+            ]
+        )
+    return filters
+
+
+def _has_condition(filters: TaskFilter) -> bool:
+    # An empty search matches every task, so it is no condition either.
+    return bool(filters.search) or any(
+        value is not None
+        for value in (filters.completed, filters.due_before, filters.due_after, filters.overdue)
+    )
+
+
+def validate_completion(data: Mapping[str, Any]) -> bool:
+    """The `completed` value of a bulk completion body, the only field it may have."""
+    errors = [
+        FieldError(name, "Only completed can be set on many tasks at once", "extra_forbidden")
+        for name in data
+        if name != "completed"
+    ]
+    if "completed" not in data:
+        errors.append(FieldError("completed", "Completed is required", "missing"))
+    else:
+        try:
+            _completed(data["completed"])
+        except _Invalid as invalid:
+            message = f"{_LABELS['completed']} {invalid.message}"
+            errors.append(FieldError("completed", message, invalid.kind))
+    if errors:
+        raise InvalidInput(errors)
+    return bool(data["completed"])
+
+
 def _validate_fields(data: Mapping[str, Any], errors: list[FieldError]) -> dict[str, Any]:
     values: dict[str, Any] = {}
     checks = {

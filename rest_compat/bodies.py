@@ -89,7 +89,9 @@ def validation_detail(errors: list[FieldError]) -> list[dict[str, Any]]:
     """FastAPI's 422 body: one entry per field with loc, msg and type."""
     return [
         {
-            "loc": [error.location] if error.field == "body" else [error.location, error.field],
+            "loc": (
+                [error.location] if error.field in ("", "body") else [error.location, error.field]
+            ),
             "msg": error.message,
             "type": error.kind,
         }

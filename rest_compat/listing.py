@@ -37,42 +37,85 @@ class _Invalid(Exception):
         self.kind = kind
 
 
-def parse_list_query(params: Mapping[str, str]) -> TaskListQuery:
-    """The listing the query string asks for; 422 with every bad parameter, as FastAPI does."""
-    errors: list[FieldError] = []
+@dataclass(frozen=True, slots=True)
+class BulkQuery:
+    """Which tasks a bulk change acts on: those matching `filters`, or all of them."""
 
-    def parsed(name: str, parse: Callable[[str], Any]) -> Any:
-        raw = params.get(name)
+    filters: TaskFilter | None
+    all_tasks: bool
+
+
+# The listing's filter parameters, the only ones (with `all`) a bulk change takes.
+FILTER_PARAMETERS = ("completed", "overdue", "due_before", "due_after", "q")
+BULK_PARAMETERS = (*FILTER_PARAMETERS, "all")
+
+
+class _Reader:
+    """Reads query parameters, collecting every error to report them all at once."""
+
+    def __init__(self, params: Mapping[str, str]) -> None:
+        self.params = params
+        self.errors: list[FieldError] = []
+
+    def parsed(self, name: str, parse: Callable[[str], Any]) -> Any:
+        raw = self.params.get(name)
         if raw is None:
             return None
         try:
             return parse(raw)
         except _Invalid as invalid:
-            errors.append(FieldError(name, invalid.message, invalid.kind, location="query"))
+            self.errors.append(FieldError(name, invalid.message, invalid.kind, location="query"))
             return None
 
-    completed = parsed("completed", _boolean)
-    overdue = parsed("overdue", _boolean)
-    order = parsed("sort", _sort) or DEFAULT_ORDER
-    limit = parsed("limit", lambda raw: _integer(raw, minimum=0, maximum=MAX_PAGE_SIZE))
-    offset = parsed("offset", lambda raw: _integer(raw, minimum=0, maximum=MAX_OFFSET)) or 0
-    filters = TaskFilter()
-    try:
-        filters = validate_task_filter(
-            completed=completed,
-            due_before=params.get("due_before"),
-            due_after=params.get("due_after"),
-            overdue=overdue,
-            search=params.get("q"),
-        )
-    except InvalidInput as invalid:
-        errors.extend(
-            replace(error, field=_PARAMETER_NAMES.get(error.field, error.field))
-            for error in invalid.errors
-        )
-    if errors:
-        raise InvalidInput(errors)
+    def filters(self) -> TaskFilter | None:
+        completed = self.parsed("completed", _boolean)
+        overdue = self.parsed("overdue", _boolean)
+        try:
+            return validate_task_filter(
+                completed=completed,
+                due_before=self.params.get("due_before"),
+                due_after=self.params.get("due_after"),
+                overdue=overdue,
+                search=self.params.get("q"),
+            )
+        except InvalidInput as invalid:
+            self.errors.extend(
+                replace(error, field=_PARAMETER_NAMES.get(error.field, error.field))
+                for error in invalid.errors
+            )
+            return None
+
+    def check(self) -> None:
+        if self.errors:
+            raise InvalidInput(self.errors)
+
+
+def parse_list_query(params: Mapping[str, str]) -> TaskListQuery:
+    """The listing the query string asks for; 422 with every bad parameter, as FastAPI does."""
+    read = _Reader(params)
+    filters = read.filters()
+    order = read.parsed("sort", _sort) or DEFAULT_ORDER
+    limit = read.parsed("limit", lambda raw: _integer(raw, minimum=0, maximum=MAX_PAGE_SIZE))
+    offset = read.parsed("offset", lambda raw: _integer(raw, minimum=0, maximum=MAX_OFFSET)) or 0
+    read.check()
+    assert filters is not None
     return TaskListQuery(filters=filters, order=order, page=PageRequest(limit=limit, offset=offset))
+
+
+def parse_bulk_query(params: Mapping[str, str]) -> BulkQuery:
+    """The tasks a bulk change names. Stricter than the listing: a parameter it does not take
+    (sort, limit, a misspelt filter) is refused rather than ignored, since ignoring it would
+    change more tasks than the client meant."""
+    read = _Reader(params)
+    for name in params:
+        if name not in BULK_PARAMETERS:
+            message = f"A bulk change takes only {', '.join(BULK_PARAMETERS)}"
+            read.errors.append(FieldError(name, message, "extra_forbidden", location="query"))
+    filters = read.filters()
+    all_tasks = read.parsed("all", _boolean)
+    read.check()
+    given = any(name in params for name in FILTER_PARAMETERS)
+    return BulkQuery(filters=filters if given else None, all_tasks=bool(all_tasks))
 
 
 def _boolean(raw: str) -> bool:

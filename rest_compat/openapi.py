@@ -17,7 +17,7 @@ from resolvers.validation import (
     TITLE_WHITESPACE,
 )
 from rest_compat.bodies import json_response
-from rest_compat.listing import MAX_OFFSET, SORTS
+from rest_compat.listing import FILTER_PARAMETERS, MAX_OFFSET, SORTS
 from rest_compat.routes import IDEMPOTENCY_KEY, IF_MATCH_PATTERN, REPLAYED
 
 _REF = "#/components/schemas/"
@@ -194,6 +194,30 @@ _LIST_PARAMETERS = [
         {"type": "integer", "minimum": 0, "maximum": MAX_OFFSET, "default": 0},
     ),
 ]
+# A bulk change takes the listing's filters, or `all`, and nothing else.
+_BULK_PARAMETERS = [
+    *(parameter for parameter in _LIST_PARAMETERS if parameter["name"] in FILTER_PARAMETERS),
+    _query(
+        "all",
+        "`true`: every one of your tasks, without a filter. Without a filter and without "
+        "`all=true` the request is refused (422), never read as every task; with a filter "
+        "it is refused too.",
+        {"type": "boolean"},
+    ),
+]
+
+
+def _bulk_description(max_tasks: int) -> str:
+    return (
+        "Atomic: every matching task changes, or none does. At most "
+        f"{max_tasks} tasks (BULK_MAX_TASKS) per request: more matching is a 422 "
+        "(`too_many_tasks`) that changes nothing. A parameter other than the filters and "
+        "`all` is refused (422), not ignored. Each changed task gets a new version (ETag). "
+        "Retrying is safe: the change converges to the same state; Idempotency-Key is not "
+        "taken."
+    )
+
+
 _TASK_LIST = {
     **_json(
         "Your matching tasks, oldest first unless `sort` says otherwise",
@@ -208,7 +232,9 @@ _TASK_LIST = {
 }
 
 
-def openapi_document(*, max_body_bytes: int, rate_limited: bool) -> dict[str, Any]:
+def openapi_document(
+    *, max_body_bytes: int, rate_limited: bool, bulk_max_tasks: int
+) -> dict[str, Any]:
     """The document for this configuration: 429 exists only with a rate limit."""
     errors = _error_responses(max_body_bytes=max_body_bytes)
     # What any operation can meet: a token to verify, the path's owner to match, the body limit,
@@ -273,6 +299,35 @@ def openapi_document(*, max_body_bytes: int, rate_limited: bool) -> dict[str, An
                             Location=_header("The new task's URL", {"type": "string"}),
                         ),
                         "415",
+                    ),
+                },
+                "patch": {
+                    "summary": "Set completion on every task the filters match",
+                    "description": "Tasks already in the asked state are left alone. "
+                    + _bulk_description(bulk_max_tasks),
+                    "operationId": "setTasksCompletion",
+                    "parameters": _BULK_PARAMETERS,
+                    "requestBody": body("TaskCompletion"),
+                    "responses": responses(
+                        {
+                            "200": _json(
+                                "The tasks that changed, by id", {"$ref": _REF + "BulkCompletion"}
+                            )
+                        },
+                        "415",
+                    ),
+                },
+                "delete": {
+                    "summary": "Delete every task the filters match",
+                    "description": _bulk_description(bulk_max_tasks),
+                    "operationId": "deleteTasks",
+                    "parameters": _BULK_PARAMETERS,
+                    "responses": responses(
+                        {
+                            "200": _json(
+                                "The ids of the deleted tasks", {"$ref": _REF + "BulkDeletion"}
+                            )
+                        }
                     ),
                 },
             },
@@ -351,6 +406,32 @@ def openapi_document(*, max_body_bytes: int, rate_limited: bool) -> dict[str, An
                         "completed": {"type": "boolean"},
                     },
                 },
+                "TaskCompletion": {
+                    "type": "object",
+                    "required": ["completed"],
+                    "properties": {"completed": {"type": "boolean"}},
+                    "additionalProperties": False,
+                },
+                "BulkCompletion": {
+                    "type": "object",
+                    "required": ["count", "tasks"],
+                    "properties": {
+                        "count": {"type": "integer", "minimum": 0, "maximum": bulk_max_tasks},
+                        "tasks": {"type": "array", "items": _TASK, "maxItems": bulk_max_tasks},
+                    },
+                },
+                "BulkDeletion": {
+                    "type": "object",
+                    "required": ["count", "deleted_task_ids"],
+                    "properties": {
+                        "count": {"type": "integer", "minimum": 0, "maximum": bulk_max_tasks},
+                        "deleted_task_ids": {
+                            "type": "array",
+                            "items": {"type": "integer"},
+                            "maxItems": bulk_max_tasks,
+                        },
+                    },
+                },
                 "Error": {
                     "type": "object",
                     "required": ["detail"],
@@ -392,8 +473,10 @@ def openapi_document(*, max_body_bytes: int, rate_limited: bool) -> dict[str, An
     }
 
 
-def routes(*, max_body_bytes: int, rate_limited: bool) -> list[Route]:
-    document = openapi_document(max_body_bytes=max_body_bytes, rate_limited=rate_limited)
+def routes(*, max_body_bytes: int, rate_limited: bool, bulk_max_tasks: int) -> list[Route]:
+    document = openapi_document(
+        max_body_bytes=max_body_bytes, rate_limited=rate_limited, bulk_max_tasks=bulk_max_tasks
+    )
 
     async def serve(request: Request) -> Response:
         return json_response(document)

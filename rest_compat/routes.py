@@ -17,6 +17,7 @@ from resolvers.domain import IdempotencyKey
 from resolvers.errors import FieldError, Forbidden, InvalidInput
 from resolvers.idempotency import fingerprint, json_fingerprint_part
 from resolvers.pagination import EVERYTHING
+from resolvers.validation import validate_completion
 from rest_compat.bodies import (
     json_response,
     parse_task_id,
@@ -24,7 +25,7 @@ from rest_compat.bodies import (
     task_json,
     task_response,
 )
-from rest_compat.listing import parse_list_query
+from rest_compat.listing import parse_bulk_query, parse_list_query
 
 TASKS = "/api/{user_id}/tasks"
 TASK = "/api/{user_id}/tasks/{task_id}"
@@ -37,19 +38,19 @@ IF_MATCH_PATTERN = r'^(\*|(W/)?"([0-9]+)"|([0-9]+))$'
 # response as the replay of a stored outcome (Stripe's name for it).
 IDEMPOTENCY_KEY = "Idempotency-Key"
 REPLAYED = "Idempotent-Replayed"
-# The methods that write, and so read Idempotency-Key; GET is idempotent already.
-_WRITES = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 
 
-async def _context(request: Request) -> Context:
-    """The caller's context, refusing anyone whose token is not for the path's user."""
+async def _context(request: Request, *, keyed: bool = False) -> Context:
+    """The caller's context, refusing anyone whose token is not for the path's user.
+
+    Only a `keyed` write reads Idempotency-Key: reads are idempotent already, and a bulk
+    change reaches the same state when repeated (its OpenAPI entry says it ignores the key).
+    """
     factory: ContextFactory = request.state.context_factory
     context = await factory(
         authorization=request.headers.get("authorization"),
         request_id=request.state.request_id,
-        idempotency_key=(
-            request.headers.getlist(IDEMPOTENCY_KEY) if request.method in _WRITES else ()
-        ),
+        idempotency_key=request.headers.getlist(IDEMPOTENCY_KEY) if keyed else (),
     )
     if context.principal is not None:
         request.state.user_id = context.principal.user_id
@@ -74,7 +75,7 @@ async def list_tasks(request: Request) -> Response:
 
 
 async def create_task(request: Request) -> Response:
-    context = await _context(request)
+    context = await _context(request, keyed=True)
     data = await read_json_object(request)
     task = await operations.create_task(
         context, data=data, idempotency=await _idempotency(request, context, body=data)
@@ -93,7 +94,7 @@ async def get_task(request: Request) -> Response:
 
 
 async def update_task(request: Request) -> Response:
-    context = await _context(request)
+    context = await _context(request, keyed=True)
     task_id = parse_task_id(request.path_params["task_id"])
     data = await read_json_object(request)
     expected_version = if_match_version(request)
@@ -108,7 +109,7 @@ async def update_task(request: Request) -> Response:
 
 
 async def toggle_task(request: Request) -> Response:
-    context = await _context(request)
+    context = await _context(request, keyed=True)
     task_id = parse_task_id(request.path_params["task_id"])
     expected_version = if_match_version(request)
     task = await operations.toggle_task(
@@ -121,7 +122,7 @@ async def toggle_task(request: Request) -> Response:
 
 
 async def delete_task(request: Request) -> Response:
-    context = await _context(request)
+    context = await _context(request, keyed=True)
     task_id = parse_task_id(request.path_params["task_id"])
     expected_version = if_match_version(request)
     await operations.delete_task(
@@ -162,6 +163,25 @@ def _marked(context: Context, response: Response) -> Response:
     return response
 
 
+async def set_tasks_completion(request: Request) -> Response:
+    context = await _context(request)
+    query = parse_bulk_query(request.query_params)
+    completed = validate_completion(await read_json_object(request))
+    tasks = await operations.set_tasks_completion(
+        context, filters=query.filters, all_tasks=query.all_tasks, completed=completed
+    )
+    return json_response({"count": len(tasks), "tasks": [task_json(task) for task in tasks]})
+
+
+async def delete_tasks(request: Request) -> Response:
+    context = await _context(request)
+    query = parse_bulk_query(request.query_params)
+    deleted = await operations.delete_tasks(
+        context, filters=query.filters, all_tasks=query.all_tasks
+    )
+    return json_response({"count": len(deleted), "deleted_task_ids": deleted})
+
+
 def if_match_version(request: Request) -> int | None:
     """The version named by If-Match (`"3"`, `W/"3"`), None when absent or `*`."""
     header = request.headers.get("if-match")
@@ -199,7 +219,15 @@ def _resource(path: str, handlers: Mapping[str, Handler]) -> Route:
 
 
 routes = [
-    _resource(TASKS, {"GET": list_tasks, "POST": create_task}),
+    _resource(
+        TASKS,
+        {
+            "GET": list_tasks,
+            "POST": create_task,
+            "PATCH": set_tasks_completion,
+            "DELETE": delete_tasks,
+        },
+    ),
     _resource(TASK, {"GET": get_task, "PUT": update_task, "DELETE": delete_task}),
     _resource(TASK + "/complete", {"PATCH": toggle_task}),
 ]

@@ -9,7 +9,7 @@ import strawberry
 from graphql import GraphQLError
 from strawberry.types import ExecutionContext
 
-from schema.documents import CachedDocuments, cached_parser, cached_validator
+from schema.documents import CachedDocuments, Parse, Validate, cached_parser, cached_validator
 from schema.extensions import AuthenticationGate, ErrorCodes
 from schema.mutation import Mutation
 from schema.plans import CompiledOperations
@@ -37,9 +37,27 @@ class TaskSchema(strawberry.Schema):
     # Set by build_schema when compiled plans are on; the endpoint tries them first.
     compiled: CompiledOperations | None = None
 
-    def __init__(self, *, hide_suggestions: bool, **options: Any) -> None:
+    def __init__(
+        self,
+        *,
+        hide_suggestions: bool,
+        parse_document: Parse,
+        validate_document: Validate,
+        **options: Any,
+    ) -> None:
         super().__init__(**options)
         self.hide_suggestions = hide_suggestions
+        self._parse_document = parse_document
+        self._validate_document = validate_document
+
+    def is_valid_document(self, query: str) -> bool:
+        """Whether `query` parses and validates under this schema's limits, through the same
+        caches as execution, so that running it next costs nothing more."""
+        try:
+            document = self._parse_document(query)
+        except GraphQLError:
+            return False
+        return not self._validate_document(self._schema, document)
 
     def process_errors(
         self, errors: list[GraphQLError], execution_context: ExecutionContext | None = None
@@ -55,7 +73,7 @@ class TaskSchema(strawberry.Schema):
         return {**kwargs, "hide_suggestions": self.hide_suggestions}
 
 
-def build_schema(config: GraphQLConfig = DEFAULT_CONFIG) -> strawberry.Schema:
+def build_schema(config: GraphQLConfig = DEFAULT_CONFIG) -> TaskSchema:
     """The task schema; parsing and validation are cached for repeated documents."""
     parse_document = cached_parser(max_bytes=config.max_bytes, max_tokens=config.max_tokens)
     validate_document = cached_validator(
@@ -67,6 +85,8 @@ def build_schema(config: GraphQLConfig = DEFAULT_CONFIG) -> strawberry.Schema:
         query=Query,
         mutation=Mutation,
         hide_suggestions=not config.introspection,
+        parse_document=parse_document,
+        validate_document=validate_document,
         extensions=[
             # Factories: Strawberry builds extensions per request; the caches they use
             # belong to this schema and are shared by all its requests.

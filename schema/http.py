@@ -24,6 +24,7 @@ from resolvers.context import Context, ContextFactory
 from resolvers.errors import AppError, RetryLater
 from schema.build import TaskSchema
 from schema.graphiql import GraphiQL
+from schema.persisted import PersistedQueries, PersistedQueryError
 
 GRAPHQL_PATH = "/graphql"
 GRAPHQL_RESPONSE = "application/graphql-response+json"
@@ -48,6 +49,8 @@ class GraphQLEndpoint:
 
     schema: strawberry.Schema
     graphiql: GraphiQL | None = None
+    # None: a request must carry its query (no persisted queries at all).
+    persisted: PersistedQueries | None = None
 
     def routes(self) -> list[Route]:
         # Mounted as an ASGI app, so that every method reaches `handle` and even the 405 for
@@ -63,7 +66,9 @@ class GraphQLEndpoint:
             message = "Send GraphQL requests with GET (queries only) or POST"
             return _request_error(message, 405, GRAPHQL_RESPONSE, {"Allow": "GET, POST"})
         accept = request.headers.get("accept", "")
-        no_query = request.method == "GET" and "query" not in request.query_params
+        no_query = request.method == "GET" and not (
+            {"query", "extensions"} & request.query_params.keys()
+        )
         if no_query and self.graphiql is not None and "text/html" in accept:
             return HTMLResponse(self.graphiql.html())
         media_type = _negotiate(accept)
@@ -88,6 +93,19 @@ class GraphQLEndpoint:
             return _app_error(error, media_type)
         if context.principal is not None:
             request.state.user_id = context.principal.user_id
+        if self.persisted is not None:
+            try:
+                params["query"] = await self.persisted.document(
+                    request.state.documents, context, params["query"], params["extensions"]
+                )
+            except PersistedQueryError as error:
+                formatted = GraphQLError(error.message, extensions={"code": error.code}).formatted
+                return _response({"errors": [formatted]}, error.status, media_type, error.headers)
+            except AppError as error:
+                return _app_error(error, media_type)
+        elif params["query"] is None:
+            return _request_error("`query` must be a string", 400, media_type)
+        request.state.graphql_operation = _operation_name(params)
         return await self._execute(request, params, context, media_type)
 
     async def _execute(
@@ -140,8 +158,9 @@ async def _read_params(request: Request) -> dict[str, Any]:
     """query, variables and operationName from the URL (GET) or a JSON body (POST)."""
     if request.method == "GET":
         raw: Any = dict(request.query_params)
-        if "variables" in raw:
-            raw["variables"] = _json(raw["variables"], "variables")
+        for name in ("variables", "extensions"):
+            if name in raw:
+                raw[name] = _json(raw[name], name)
     else:
         content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
         if content_type not in (JSON, "application/graphql+json"):
@@ -151,7 +170,8 @@ async def _read_params(request: Request) -> dict[str, Any]:
     if not isinstance(raw, dict):
         raise _BadRequest("The request body must be a JSON object (batching is not supported)")
     query = raw.get("query")
-    if not isinstance(query, str):
+    # No query is for persisted queries (extensions.persistedQuery) to make up for.
+    if not isinstance(query, str) and not (query is None and "extensions" in raw):
         raise _BadRequest("`query` must be a string")
     variables = raw.get("variables")
     if variables is not None and not isinstance(variables, dict):
@@ -159,14 +179,19 @@ async def _read_params(request: Request) -> dict[str, Any]:
     operation_name = raw.get("operationName")
     if operation_name is not None and not isinstance(operation_name, str):
         raise _BadRequest("`operationName` must be a string")
-    return {"query": query, "variables": variables, "operationName": operation_name}
+    return {
+        "query": query,
+        "variables": variables,
+        "operationName": operation_name,
+        "extensions": raw.get("extensions"),
+    }
 
 
 def _operation_name(params: dict[str, Any]) -> str | None:
     """The operation's name for logs and metrics: a GraphQL name, never other client text."""
     name = params["operationName"]
     if name is None:
-        match = _FIRST_OPERATION_NAME.match(params["query"])
+        match = _FIRST_OPERATION_NAME.match(params["query"] or "")
         return match[1] if match else None
     return name if re.fullmatch(_NAME, name) else None
 

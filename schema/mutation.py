@@ -11,19 +11,25 @@ from resolvers import tasks as operations
 from resolvers.domain import IdempotencyKey
 from resolvers.domain import Task as DomainTask
 from resolvers.errors import (
+    FieldError,
     IdempotencyKeyReused,
     InvalidInput,
     MalformedIdempotencyKey,
     TaskNotFound,
     VersionConflict,
 )
+from schema.connection import TaskFilterInput
 from schema.idempotency import KEY_FIELD, KeyArgument, mutation_key
 from schema.query import Info, parse_task_id
 from schema.types import (
+    AllTasks,
     CreateTaskInput,
     DeleteTaskPayload,
+    DeleteTasksPayload,
+    SetTasksCompletionPayload,
     TaskPayload,
     UpdateTaskInput,
+    UserError,
     as_graphql,
     provided_fields,
     user_errors,
@@ -37,6 +43,23 @@ ExpectedVersion = Annotated[
 ]
 # What a mutation does once its key is known (None: it has none).
 Write = Callable[[IdempotencyKey | None], Awaitable[DomainTask]]
+
+BulkFilter = Annotated[
+    TaskFilterInput | None,
+    strawberry.argument(description="The tasks to change: those matching every condition."),
+]
+EveryTask = Annotated[
+    AllTasks | None,
+    strawberry.argument(
+        name="all",
+        description="ALL_TASKS: every one of your tasks, without a filter; an empty filter "
+        "alone is refused.",
+    ),
+]
+_BULK = (
+    "Atomic: all the matching tasks change or none do; more than BULK_MAX_TASKS matching "
+    "is refused (TOO_MANY_TASKS) and changes nothing."
+)
 
 
 async def _task_payload(
@@ -148,3 +171,60 @@ class Mutation:
         return DeleteTaskPayload(
             deleted_task_id=id, task=None, user_errors=[], replayed=info.context.replayed
         )
+
+    @strawberry.mutation(
+        description="Set completion on every task the filter matches (or all of them). " + _BULK
+    )
+    async def set_tasks_completion(
+        self,
+        info: Info,
+        completed: bool,
+        filter: BulkFilter = None,
+        all_tasks: EveryTask = None,
+    ) -> SetTasksCompletionPayload:
+        try:
+            tasks = await operations.set_tasks_completion(
+                info.context,
+                filters=None if filter is None else filter.as_filter(),
+                all_tasks=all_tasks is AllTasks.ALL_TASKS,
+                completed=completed,
+            )
+        except InvalidInput as error:
+            return SetTasksCompletionPayload(count=0, tasks=[], user_errors=_bulk_errors(error))
+        return SetTasksCompletionPayload(
+            count=len(tasks), tasks=[as_graphql(task) for task in tasks], user_errors=[]
+        )
+
+    @strawberry.mutation(description="Delete every task the filter matches (or all). " + _BULK)
+    async def delete_tasks(
+        self, info: Info, filter: BulkFilter = None, all_tasks: EveryTask = None
+    ) -> DeleteTasksPayload:
+        try:
+            deleted = await operations.delete_tasks(
+                info.context,
+                filters=None if filter is None else filter.as_filter(),
+                all_tasks=all_tasks is AllTasks.ALL_TASKS,
+            )
+        except InvalidInput as error:
+            return DeleteTasksPayload(count=0, deleted_task_ids=[], user_errors=_bulk_errors(error))
+        return DeleteTasksPayload(
+            count=len(deleted),
+            deleted_task_ids=[strawberry.ID(str(task_id)) for task_id in deleted],
+            user_errors=[],
+        )
+
+
+def _bulk_errors(error: InvalidInput) -> list[UserError]:
+    """A bulk change's refusals: the filter's own fields under `filter`, the rest by name."""
+    return [
+        UserError(field=_bulk_error_field(each), message=each.message, code=each.kind.upper())
+        for each in error.errors
+    ]
+
+
+def _bulk_error_field(error: FieldError) -> list[str] | None:
+    if error.field == "":
+        return None
+    if error.field in ("filter", "all"):
+        return [error.field]
+    return user_errors(InvalidInput([error]), input_name="filter")[0].field

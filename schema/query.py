@@ -10,7 +10,7 @@ from resolvers.domain import DEFAULT_ORDER, NO_FILTER
 from resolvers.errors import TaskNotFound
 from resolvers.pagination import cursor_page
 from schema.connection import TaskConnection, TaskFilterInput, TaskOrderInput
-from schema.types import Task, Viewer, as_graphql
+from schema.types import Task, TaskCounts, Viewer, as_graphql, counts_as_graphql
 
 Info = strawberry.Info[Context, None]
 
@@ -58,3 +58,13 @@ class Query:
             page=cursor_page(order=order, first=first, after=after, last=last, before=before),
         )
         return TaskConnection(page=page)
+
+    @strawberry.field(
+        description="How many of your tasks match the filter, in all and in each state, "
+        'counted in one query; select it beside tasks for a list and its "N items left".'
+    )
+    async def task_counts(self, info: Info, filter: TaskFilterInput | None = None) -> TaskCounts:
+        filters = NO_FILTER if filter is None else filter.as_filter()
+        return counts_as_graphql(
+            await operations.count_tasks_by_state(info.context, filters=filters)
+        )

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from datetime import datetime
+from enum import Enum
 from typing import cast
 
 import strawberry
 
 from resolvers.domain import Task as DomainTask
+from resolvers.domain import TaskCounts as DomainTaskCounts
 from resolvers.errors import (
     AppError,
     FieldError,
@@ -74,6 +76,41 @@ class DeleteTaskPayload:
     )
     user_errors: list[UserError]
     replayed: bool = strawberry.field(default=False, description=_REPLAYED)
+
+
+@strawberry.type
+class SetTasksCompletionPayload:
+    count: int = strawberry.field(description="How many tasks changed.")
+    tasks: list[Task] = strawberry.field(
+        description="The tasks that changed, as they are now, by id; those already in the "
+        "asked state are left alone and not listed."
+    )
+    user_errors: list[UserError]
+
+
+@strawberry.type
+class DeleteTasksPayload:
+    count: int = strawberry.field(description="How many tasks were deleted.")
+    deleted_task_ids: list[strawberry.ID] = strawberry.field(description="In ascending order.")
+    user_errors: list[UserError]
+
+
+@strawberry.enum(description="Said to act on every one of your tasks, with no filter.")
+class AllTasks(Enum):
+    ALL_TASKS = "all_tasks"
+
+
+@strawberry.type(description="How many tasks there are in all and in each state.")
+class TaskCounts:
+    all: int
+    active: int = strawberry.field(description="Not completed; overdue ones included.")
+    completed: int
+    overdue: int = strawberry.field(description="Due in the past and not completed.")
+
+
+def counts_as_graphql(counts: DomainTaskCounts) -> TaskCounts:
+    """The domain counts as the GraphQL type, which reads the same attributes."""
+    return cast(TaskCounts, counts)
 
 
 @strawberry.input

@@ -34,7 +34,23 @@ SETTINGS = {
     "RATE_LIMIT_PER_MINUTE": "1",
     "RATE_LIMIT_BURST": str(BURST),
 }
-OPERATIONS = ("listTasks", "createTask", "getTask", "updateTask", "deleteTask", "toggleTask")
+OPERATIONS = (
+    "listTasks",
+    "createTask",
+    "getTask",
+    "updateTask",
+    "deleteTask",
+    "toggleTask",
+    "setTasksCompletion",
+    "deleteTasks",
+)
+# What an operation needs beyond its path to be called as documented: a bulk change names its
+# tasks (an empty filter is refused) and its body is the completion alone.
+DOCUMENTED_PARAMS = {
+    "setTasksCompletion": {"completed": "false"},
+    "deleteTasks": {"completed": "true"},
+}
+DOCUMENTED_BODIES = {"setTasksCompletion": b'{"completed": true}'}
 METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE")
 MISSING_TASK = 2**31
 
@@ -118,7 +134,9 @@ class Caller:
         sent = {} if anonymous else {"Authorization": f"Bearer {token or hs256_token(self.user)}"}
         if op.reads_body or content is not None:
             sent["Content-Type"] = "application/json"
-            content = b'{"title": "probe"}' if content is None else content
+            documented = DOCUMENTED_BODIES.get(op.spec["operationId"], b'{"title": "probe"}')
+            content = documented if content is None else content
+        params = {**DOCUMENTED_PARAMS.get(op.spec["operationId"], {}), **(params or {})}
         return await self.http.request(
             op.method, url, headers={**sent, **(headers or {})}, content=content, params=params
         )
@@ -235,7 +253,8 @@ PROVOCATIONS = [
     ),
     Provocation(
         "a bad query parameter",
-        _otherwise_success(lambda op: op.takes("limit"), 422),
+        # A bulk change takes no limit at all, and refuses one rather than ignore it.
+        _otherwise_success(lambda op: op.takes("limit") or op.takes("all"), 422),
         lambda c: c.send(params={"limit": "-1"}),
     ),
     # REST speaks JSON whatever the client accepts: no 406.
@@ -372,8 +391,10 @@ async def test_rest_openapi_document_describes_the_routes(
         ("PUT", "/api/{user_id}/tasks/{task_id}"),
         ("DELETE", "/api/{user_id}/tasks/{task_id}"),
         ("PATCH", "/api/{user_id}/tasks/{task_id}/complete"),
+        ("PATCH", "/api/{user_id}/tasks"),
+        ("DELETE", "/api/{user_id}/tasks"),
     }
-    assert len({op["operationId"] for op in _operations(document)}) == 6
+    assert len({op["operationId"] for op in _operations(document)}) == 8
     schemes = document["components"]["securitySchemes"]
     assert schemes["bearer"] == {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}
     for ref in _refs(document):

@@ -3,14 +3,10 @@ assets from a local npm copy, an authenticated query in each."""
 
 from __future__ import annotations
 
-import functools
 import json
-import shutil
 import subprocess
 import tarfile
-import threading
 from collections.abc import Iterator
-from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -23,33 +19,15 @@ from resolvers.auth import sign_development_token
 from rest_compat.docs import SWAGGER_UI_PACKAGE
 from schema.graphiql import GRAPHIQL_PACKAGES
 from tests.support.app import make_settings
+from tests.support.chromium import CHROMEDRIVER, CHROMIUM, MISSING, NPM, headless_chromium
 from tests.support.live import live_server
+from tests.support.static import static_server
 from tests.support.tokens import hs256_token
-
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-CHROMEDRIVER = shutil.which("chromedriver")
-NPM = shutil.which("npm")
 
 pytestmark = [
     pytest.mark.slow,
-    pytest.mark.skipif(
-        CHROMIUM is None or CHROMEDRIVER is None or NPM is None,
-        reason="the browser tests need chromium, chromium-driver and npm "
-        "(apt-get install chromium chromium-driver npm; .ci/run installs them)",
-    ),
+    pytest.mark.skipif(CHROMIUM is None or CHROMEDRIVER is None or NPM is None, reason=MISSING),
 ]
-
-# Root in a container needs --no-sandbox; the rest keeps Chromium off the network and quiet.
-CHROMIUM_ARGUMENTS = (
-    "--headless=new",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-dev-shm-usage",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-)
 
 
 @pytest.fixture(scope="session")
@@ -79,42 +57,14 @@ def graphiql_assets(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture
 def assets_url(graphiql_assets: Path) -> Iterator[str]:
     """The unpacked packages served over HTTP on 127.0.0.1, as an operator's mirror would."""
-
-    class QuietHandler(SimpleHTTPRequestHandler):
-        def log_message(self, format: str, *args: Any) -> None:
-            pass
-
-    handler = functools.partial(QuietHandler, directory=str(graphiql_assets))
-    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05})
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join()
+    with static_server(graphiql_assets) as url:
+        yield url
 
 
 @pytest.fixture
 def browser(tmp_path: Path) -> Iterator[Any]:
-    """Headless Chromium driven through chromium-driver; never downloads a browser."""
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
-    assert CHROMIUM is not None
-    assert CHROMEDRIVER is not None
-    options = webdriver.ChromeOptions()
-    options.binary_location = CHROMIUM
-    for argument in (*CHROMIUM_ARGUMENTS, f"--user-data-dir={tmp_path / 'chromium'}"):
-        options.add_argument(argument)
-    # The console, where Chromium reports whatever the Content-Security-Policy blocks.
-    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
-    driver = webdriver.Chrome(options=options, service=Service(CHROMEDRIVER))
-    try:
+    with headless_chromium(tmp_path / "chromium") as driver:
         yield driver
-    finally:
-        driver.quit()
 
 
 def create_task(url: str, user_id: str, token: str, title: str) -> None:
