@@ -133,13 +133,6 @@ SETTINGS = (
         "Largest GraphQL document in bytes, refused before parsing.",
     ),
     Setting(
-        "GRAPHQL_COMPILED",
-        "true",
-        "Run the queries and mutations it covers through plans compiled once per document, "
-        "which give the same responses several times faster; `false`: always the standard "
-        "executor.",
-    ),
-    Setting(
         "CORS_ORIGINS",
         None,
         "Comma-separated browser origins allowed to call the API, e.g. "
@@ -335,7 +328,6 @@ def read_settings(env: Mapping[str, str]) -> Settings:
             max_tokens=integer("GRAPHQL_MAX_TOKENS", 1),
             max_bytes=integer("GRAPHQL_MAX_BYTES", 1),
             introspection=bool(flag("GRAPHQL_INTROSPECTION")),
-            compiled=bool(flag("GRAPHQL_COMPILED")),
         ),
         cors_origins=tuple(
             origin.strip() for origin in (get("CORS_ORIGINS") or "").split(",") if origin.strip()

@@ -22,7 +22,6 @@ from strawberry.types.graphql import OperationType
 
 from resolvers.context import Context, ContextFactory
 from resolvers.errors import AppError, RetryLater
-from schema.build import TaskSchema
 from schema.graphiql import GraphiQL
 
 GRAPHQL_RESPONSE = "application/graphql-response+json"
@@ -92,17 +91,6 @@ class GraphQLEndpoint:
             if request.method == "GET"
             else {OperationType.QUERY, OperationType.MUTATION}
         )
-        compiled = self.schema.compiled if isinstance(self.schema, TaskSchema) else None
-        if compiled is not None:
-            planned = await compiled.execute(
-                query=params["query"],
-                variables=params["variables"],
-                operation_name=params["operationName"],
-                context=context,
-                allowed=allowed,
-            )
-            if planned is not None:
-                return _render(planned, media_type)
         try:
             result = await self.schema.execute(
                 params["query"],
