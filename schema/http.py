@@ -122,8 +122,9 @@ async def _read_params(request: Request) -> dict[str, Any]:
     """query, variables and operationName from the URL (GET) or a JSON body (POST)."""
     if request.method == "GET":
         raw: Any = dict(request.query_params)
-        if "variables" in raw:
-            raw["variables"] = _json(raw["variables"], "variables")
+        for name in ("variables", "extensions"):
+            if name in raw:
+                raw[name] = _json(raw[name], name)
     else:
         content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
         if content_type not in (JSON, "application/graphql+json"):
@@ -141,6 +142,10 @@ async def _read_params(request: Request) -> dict[str, Any]:
     operation_name = raw.get("operationName")
     if operation_name is not None and not isinstance(operation_name, str):
         raise _BadRequest("`operationName` must be a string")
+    # Not used, but a request whose extensions are not a map is malformed.
+    extensions = raw.get("extensions")
+    if extensions is not None and not isinstance(extensions, dict):
+        raise _BadRequest("`extensions` must be an object")
     return {"query": query, "variables": variables, "operationName": operation_name}
 
 
@@ -229,9 +234,11 @@ def _status(result: ExecutionResult, executed: bool, media_type: str) -> int:
     for code, status in _STATUS_BY_CODE.items():
         if code in codes and result.data is None:
             return status
+    # A request error (syntax, validation, variables) is a 400 with the GraphQL media type
+    # and, for clients that only know JSON, a 200, as the GraphQL-over-HTTP draft says.
     if media_type == JSON or executed:
         return 200
-    return 400 if "GRAPHQL_PARSE_FAILED" in codes else 422
+    return 400
 
 
 def _app_error(error: AppError, media_type: str) -> Response:

@@ -86,9 +86,20 @@ async def request(
         ({"body": {"variables": {}}}, 400, "BAD_REQUEST"),
         ({"body": {"query": 1}}, 400, "BAD_REQUEST"),
         ({"body": {"query": TASKS, "variables": "{}"}}, 400, "BAD_REQUEST"),
+        ({"body": {"query": TASKS, "extensions": "{}"}}, 400, "BAD_REQUEST"),
+        ({"body": {"query": TASKS, "extensions": [1]}}, 400, "BAD_REQUEST"),
+        (
+            {
+                "method": "GET",
+                "params": {"query": TASKS, "extensions": "[1]"},
+                "content_type": None,
+            },
+            400,
+            "BAD_REQUEST",
+        ),
         ({"body": {"query": "{ tasks {"}}, 400, "GRAPHQL_PARSE_FAILED"),
         ({"body": {"query": "query A { viewer { id } }", "operationName": "B"}}, 400, None),
-        ({"body": {"query": "{ nope }"}}, 422, "GRAPHQL_VALIDATION_FAILED"),
+        ({"body": {"query": "{ nope }"}}, 400, "GRAPHQL_VALIDATION_FAILED"),
         (
             {
                 "body": {
@@ -96,7 +107,7 @@ async def request(
                     "variables": {"n": "many"},
                 }
             },
-            422,
+            400,
             "GRAPHQL_VALIDATION_FAILED",
         ),
         (
@@ -144,7 +155,12 @@ async def test_queries_over_get_with_variables_and_operation_name(
     query = "query Count($n: Int) { tasks(first: $n) { totalCount } } query Who { viewer { id } }"
     response = await client.get(
         "/graphql",
-        params={"query": query, "variables": '{"n": 3}', "operationName": "Who"},
+        params={
+            "query": query,
+            "variables": '{"n": 3}',
+            "operationName": "Who",
+            "extensions": '{"persistedQuery": {}}',
+        },
         headers=auth("alice"),
     )
     assert response.status_code == 200

@@ -374,8 +374,9 @@ class GraphQLDoor:
             assert [error["extensions"]["code"] for error in body["errors"]] == ["UNAUTHENTICATED"]
             assert "data" not in body
             return 401, None
-        if response.status_code == 422:
-            # Input the schema's types refuse (such as a malformed DateTime) is a request error.
+        if response.status_code == 400:
+            # Input the schema's types refuse (such as a malformed DateTime) is a request error,
+            # the same outcome as REST's 422.
             [error] = body["errors"]
             assert error["extensions"]["code"] == "GRAPHQL_VALIDATION_FAILED"
             path = re.search(r"invalid value at \.(\w+)", error["message"])
@@ -1311,12 +1312,12 @@ async def test_graphql_viewer_is_the_tokens_subject(http: httpx.AsyncClient) -> 
     [
         ("{ tasks( ", 400, "GRAPHQL_PARSE_FAILED"),
         ("mutation {", 400, "GRAPHQL_PARSE_FAILED"),
-        ("{ nope }", 422, "GRAPHQL_VALIDATION_FAILED"),
-        ("{ tasks { nodes { owner_id } } }", 422, "GRAPHQL_VALIDATION_FAILED"),
-        ('{ task(id: "1") }', 422, "GRAPHQL_VALIDATION_FAILED"),
+        ("{ nope }", 400, "GRAPHQL_VALIDATION_FAILED"),
+        ("{ tasks { nodes { owner_id } } }", 400, "GRAPHQL_VALIDATION_FAILED"),
+        ('{ task(id: "1") }', 400, "GRAPHQL_VALIDATION_FAILED"),
         (
             "mutation { createTask(input: {title: 5}) { task { id } } }",
-            422,
+            400,
             "GRAPHQL_VALIDATION_FAILED",
         ),
     ],
