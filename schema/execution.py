@@ -67,11 +67,13 @@ class ShortcutExecutor(StrawberryGraphQLCoreExecutionContext):
         grouped_field_set: GroupedFieldSet,
         position_context: Any,
     ) -> AwaitableOrValue[dict[str, Any]]:
-        reads = self._selection_reads(parent_type, grouped_field_set) if self._shortcut else None
-        if reads is not None and source_value is not None:
-            data = _read(reads, source_value, self.strawberry_schema.config.default_resolver)
-            if data is not None:
-                return data
+        # Without a source (the root value is None) there is nothing to read.
+        if self._shortcut and source_value is not None:
+            reads = self._selection_reads(parent_type, grouped_field_set)
+            if reads is not None:
+                data = _read(reads, source_value, self.strawberry_schema.config.default_resolver)
+                if data is not None:
+                    return data
         return super().execute_fields(
             parent_type, source_value, path, grouped_field_set, position_context
         )
