@@ -89,30 +89,43 @@ class ShortcutExecutor(StrawberryGraphQLCoreExecutionContext):
     ) -> AwaitableOrValue[list[Any]]:
         # A list of objects whose selection is all plain fields (a page of tasks): each item
         # is read in one call instead of going through graphql-core's completion of it.
-        item_type = return_type.of_type
-        if isinstance(item_type, GraphQLNonNull):
-            item_type = item_type.of_type
-        if (
-            self._shortcut
-            and isinstance(result, list)
-            and isinstance(item_type, GraphQLObjectType)
-            and item_type.is_type_of is None
-        ):
-            collected = self.collect_subfields(item_type, field_details_list)
-            reads = self._selection_reads(item_type, collected.grouped_field_set)
-            if reads is not None and not collected.new_defer_usages:
-                resolve = self.strawberry_schema.config.default_resolver
-                items = []
-                for item in result:
-                    data = None if item is None else _read(reads, item, resolve)
-                    if data is None:
-                        break
-                    items.append(data)
-                else:
-                    return items
+        items = self._read_list(return_type, field_details_list, result) if self._shortcut else None
+        if items is not None:
+            return items
         return super().complete_list_value(
             return_type, field_details_list, info, path, result, position_context
         )
+
+    def _read_list(
+        self,
+        return_type: GraphQLList[GraphQLOutputType],
+        field_details_list: FieldDetailsList,
+        result: Any,
+    ) -> list[Any] | None:
+        item_type = return_type.of_type
+        if isinstance(item_type, GraphQLNonNull):
+            item_type = item_type.of_type
+        # An empty list is graphql-core's: it collects no subfields, so it reports no errors
+        # of theirs (such as @skip(if: $v) with $v null), which it would at the first item.
+        if not (isinstance(result, list) and result and isinstance(item_type, GraphQLObjectType)):
+            return None
+        if item_type.is_type_of is not None:
+            return None
+        try:
+            collected = self.collect_subfields(item_type, field_details_list)
+        except Exception:
+            return None
+        reads = self._selection_reads(item_type, collected.grouped_field_set)
+        if reads is None or collected.new_defer_usages:
+            return None
+        resolve = self.strawberry_schema.config.default_resolver
+        items = []
+        for item in result:
+            data = None if item is None else _read(reads, item, resolve)
+            if data is None:
+                return None
+            items.append(data)
+        return items
 
     def _selection_reads(
         self, parent_type: GraphQLObjectType, grouped_field_set: GroupedFieldSet

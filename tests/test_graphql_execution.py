@@ -390,7 +390,7 @@ def odd_schemas(rows: list[Source]) -> tuple[strawberry.Schema, strawberry.Schem
     class Query:
         @strawberry.field
         def data(self) -> Rows:
-            return Rows(rows=rows, first=rows[0])  # type: ignore[arg-type]
+            return Rows(rows=rows, first=rows[0] if rows else None)  # type: ignore[arg-type]
 
     shortcut = strawberry.Schema(query=Query)
     shortcut.execution_context_class = executor_for(shortcut, hide_suggestions=False)
@@ -405,6 +405,18 @@ async def test_values_the_shortcut_cannot_serialise_get_graphql_cores_errors(odd
     assert fast.data == reference.data
     assert [e.formatted for e in fast.errors or ()] == [e.formatted for e in reference.errors or ()]
     assert (fast.errors is None) == (odd in ("plain", "a value String converts"))
+
+
+@pytest.mark.parametrize("count", [0, 1, 3])
+async def test_a_selection_graphql_core_refuses_is_refused_where_it_says(count: int) -> None:
+    # A null for @skip's non-null `if`: an error at the first item, none for an empty list.
+    shortcut, stock = odd_schemas([Source() for _ in range(count)])
+    query = "query ($off: Boolean = false) { data { rows { name count @skip(if: $off) } } }"
+    fast = await shortcut.execute(query, variable_values={"off": None})
+    reference = await stock.execute(query, variable_values={"off": None})
+    assert fast.data == reference.data
+    assert [e.formatted for e in fast.errors or ()] == [e.formatted for e in reference.errors or ()]
+    assert (fast.errors is None) == (count == 0)
 
 
 def test_the_shortcut_reads_only_fields_without_a_resolver() -> None:
