@@ -155,13 +155,6 @@ SETTINGS = (
         "Largest GraphQL document in bytes, refused before parsing.",
     ),
     Setting(
-        "GRAPHQL_COMPILED",
-        "true",
-        "Run the queries and mutations it covers through plans compiled once per document, "
-        "which give the same responses several times faster; `false`: always the standard "
-        "executor.",
-    ),
-    Setting(
         "GRAPHQL_PERSISTED_QUERIES",
         "automatic",
         "`automatic`: Apollo's automatic persisted queries (a document sent with its hash is "
@@ -376,7 +369,6 @@ def read_settings(env: Mapping[str, str]) -> Settings:
             max_tokens=read.integer("GRAPHQL_MAX_TOKENS", 1),
             max_bytes=read.integer("GRAPHQL_MAX_BYTES", 1),
             introspection=bool(read.flag("GRAPHQL_INTROSPECTION")),
-            compiled=bool(read.flag("GRAPHQL_COMPILED")),
         ),
         persisted_queries=cast(PersistedMode, read.choice("GRAPHQL_PERSISTED_QUERIES", MODES)),
         persisted_max_documents=read.integer("GRAPHQL_PERSISTED_MAX_DOCUMENTS", 0),

@@ -2,18 +2,22 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import strawberry
 from graphql import GraphQLError
+from strawberry.extensions import SchemaExtension
 from strawberry.types import ExecutionContext
 
 from schema.documents import CachedDocuments, Parse, Validate, cached_parser, cached_validator
+from schema.execution import executor_for
 from schema.extensions import AuthenticationGate, ErrorCodes
 from schema.mutation import Mutation
-from schema.plans import CompiledOperations
 from schema.query import Query
+
+Extension = type[SchemaExtension] | Callable[[], SchemaExtension]
 
 
 @dataclass(frozen=True, slots=True)
@@ -26,17 +30,12 @@ class GraphQLConfig:
     max_bytes: int = 100_000
     # Off also hides "Did you mean ...?" suggestions, which would reveal the schema anyway.
     introspection: bool = True
-    # Run covered operations through compiled plans (schema/plans.py) instead of the executor.
-    compiled: bool = True
 
 
 DEFAULT_CONFIG = GraphQLConfig()
 
 
 class TaskSchema(strawberry.Schema):
-    # Set by build_schema when compiled plans are on; the endpoint tries them first.
-    compiled: CompiledOperations | None = None
-
     def __init__(
         self,
         *,
@@ -46,7 +45,7 @@ class TaskSchema(strawberry.Schema):
         **options: Any,
     ) -> None:
         super().__init__(**options)
-        self.hide_suggestions = hide_suggestions
+        self.execution_context_class = executor_for(self, hide_suggestions=hide_suggestions)
         self._parse_document = parse_document
         self._validate_document = validate_document
 
@@ -54,10 +53,9 @@ class TaskSchema(strawberry.Schema):
         """Whether `query` parses and validates under this schema's limits, through the same
         caches as execution, so that running it next costs nothing more."""
         try:
-            document = self._parse_document(query)
+            return not self._validate_document(self._schema, query)
         except GraphQLError:
             return False
-        return not self._validate_document(self._schema, document)
 
     def process_errors(
         self, errors: list[GraphQLError], execution_context: ExecutionContext | None = None
@@ -65,23 +63,22 @@ class TaskSchema(strawberry.Schema):
         """Silence Strawberry's own logging: ErrorCodes logs the unexpected errors, and
         expected ones (not found, invalid input) are not worth a traceback."""
 
-    def _get_custom_context_kwargs(
-        self, operation_extensions: dict[str, Any] | None = None, *, sync: bool = False
-    ) -> dict[str, Any]:
-        # These reach graphql-core's execute(), whose variable errors also make suggestions.
-        kwargs = super()._get_custom_context_kwargs(operation_extensions, sync=sync)
-        return {**kwargs, "hide_suggestions": self.hide_suggestions}
 
+def build_schema(
+    config: GraphQLConfig = DEFAULT_CONFIG, *, extra_extensions: Sequence[Extension] = ()
+) -> TaskSchema:
+    """The task schema; parsing and validation are cached for repeated documents.
 
-def build_schema(config: GraphQLConfig = DEFAULT_CONFIG) -> TaskSchema:
-    """The task schema; parsing and validation are cached for repeated documents."""
+    `extra_extensions` run after the schema's own, on every request.
+    """
     parse_document = cached_parser(max_bytes=config.max_bytes, max_tokens=config.max_tokens)
     validate_document = cached_validator(
+        parse_document=parse_document,
         max_depth=config.max_depth,
         max_aliases=config.max_aliases,
         introspection=config.introspection,
     )
-    schema = TaskSchema(
+    return TaskSchema(
         query=Query,
         mutation=Mutation,
         hide_suggestions=not config.introspection,
@@ -95,13 +92,6 @@ def build_schema(config: GraphQLConfig = DEFAULT_CONFIG) -> TaskSchema:
             ),
             AuthenticationGate,
             ErrorCodes,
+            *extra_extensions,
         ],
     )
-    if config.compiled:
-        schema.compiled = CompiledOperations(
-            schema._schema,
-            parse_document=parse_document,
-            validate_document=validate_document,
-            hide_suggestions=schema.hide_suggestions,
-        )
-    return schema

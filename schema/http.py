@@ -22,7 +22,6 @@ from strawberry.types.graphql import OperationType
 
 from resolvers.context import Context, ContextFactory
 from resolvers.errors import AppError, RetryLater
-from schema.build import TaskSchema
 from schema.graphiql import GraphiQL
 from schema.persisted import PersistedQueries, PersistedQueryError
 
@@ -116,17 +115,6 @@ class GraphQLEndpoint:
             if request.method == "GET"
             else {OperationType.QUERY, OperationType.MUTATION}
         )
-        compiled = self.schema.compiled if isinstance(self.schema, TaskSchema) else None
-        if compiled is not None:
-            planned = await compiled.execute(
-                query=params["query"],
-                variables=params["variables"],
-                operation_name=params["operationName"],
-                context=context,
-                allowed=allowed,
-            )
-            if planned is not None:
-                return _render(planned, media_type)
         try:
             result = await self.schema.execute(
                 params["query"],
@@ -179,11 +167,14 @@ async def _read_params(request: Request) -> dict[str, Any]:
     operation_name = raw.get("operationName")
     if operation_name is not None and not isinstance(operation_name, str):
         raise _BadRequest("`operationName` must be a string")
+    extensions = raw.get("extensions")
+    if extensions is not None and not isinstance(extensions, dict):
+        raise _BadRequest("`extensions` must be an object")
     return {
         "query": query,
         "variables": variables,
         "operationName": operation_name,
-        "extensions": raw.get("extensions"),
+        "extensions": extensions,
     }
 
 
@@ -272,9 +263,11 @@ def _status(result: ExecutionResult, executed: bool, media_type: str) -> int:
     for code, status in _STATUS_BY_CODE.items():
         if code in codes and result.data is None:
             return status
+    # A request error (syntax, validation, variables) is a 400 with the GraphQL media type
+    # and, for clients that only know JSON, a 200, as the GraphQL-over-HTTP draft says.
     if media_type == JSON or executed:
         return 200
-    return 400 if "GRAPHQL_PARSE_FAILED" in codes else 422
+    return 400
 
 
 def graphql_error_body(message: str) -> bytes:

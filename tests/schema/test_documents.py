@@ -15,10 +15,10 @@ Auth = Callable[[str], dict[str, str]]
 
 
 async def refusal(http: httpx.AsyncClient, query: str, headers: dict[str, str]) -> str:
-    """The message of a document refused as invalid (422, no data)."""
+    """The message of a document refused as invalid (400, no data)."""
     response = await http.post("/graphql", json={"query": query}, headers=headers)
     body = response.json()
-    assert response.status_code == 422, body
+    assert response.status_code == 400, body
     assert "data" not in body
     assert {error["extensions"]["code"] for error in body["errors"]} == {
         "GRAPHQL_VALIDATION_FAILED"
@@ -127,5 +127,5 @@ async def test_no_suggestions_without_introspection(
     suggested = await client.post("/graphql", json=body, headers=auth("a"))
     assert "Did you mean" in suggested.text
     hidden = await closed.post("/graphql", json=body, headers=auth("a"))
-    assert hidden.status_code == 422
+    assert hidden.status_code == 400
     assert "Did you mean" not in hidden.text

@@ -86,9 +86,20 @@ async def request(
         ({"body": {"variables": {}}}, 400, "BAD_REQUEST"),
         ({"body": {"query": 1}}, 400, "BAD_REQUEST"),
         ({"body": {"query": TASKS, "variables": "{}"}}, 400, "BAD_REQUEST"),
+        ({"body": {"query": TASKS, "extensions": "{}"}}, 400, "BAD_REQUEST"),
+        ({"body": {"query": TASKS, "extensions": [1]}}, 400, "BAD_REQUEST"),
+        (
+            {
+                "method": "GET",
+                "params": {"query": TASKS, "extensions": "[1]"},
+                "content_type": None,
+            },
+            400,
+            "BAD_REQUEST",
+        ),
         ({"body": {"query": "{ tasks {"}}, 400, "GRAPHQL_PARSE_FAILED"),
         ({"body": {"query": "query A { viewer { id } }", "operationName": "B"}}, 400, None),
-        ({"body": {"query": "{ nope }"}}, 422, "GRAPHQL_VALIDATION_FAILED"),
+        ({"body": {"query": "{ nope }"}}, 400, "GRAPHQL_VALIDATION_FAILED"),
         (
             {
                 "body": {
@@ -96,7 +107,7 @@ async def request(
                     "variables": {"n": "many"},
                 }
             },
-            422,
+            400,
             "GRAPHQL_VALIDATION_FAILED",
         ),
         (
@@ -145,7 +156,12 @@ async def test_queries_over_get_with_variables_and_operation_name(
     query = "query Count($n: Int) { tasks(first: $n) { totalCount } } query Who { viewer { id } }"
     response = await client.get(
         "/graphql",
-        params={"query": query, "variables": '{"n": 3}', "operationName": "Who"},
+        params={
+            "query": query,
+            "variables": '{"n": 3}',
+            "operationName": "Who",
+            "extensions": '{"clientLibrary": {"name": "test"}}',
+        },
         headers=auth("alice"),
     )
     assert response.status_code == 200
@@ -213,12 +229,12 @@ async def test_database_unavailable_is_503(auth: Auth) -> None:
     [
         ("{ tasks( ", 400, "GRAPHQL_PARSE_FAILED"),
         ("mutation {", 400, "GRAPHQL_PARSE_FAILED"),
-        ("{ nope }", 422, "GRAPHQL_VALIDATION_FAILED"),
-        ("{ tasks { nodes { owner_id } } }", 422, "GRAPHQL_VALIDATION_FAILED"),
-        ('{ task(id: "1") }', 422, "GRAPHQL_VALIDATION_FAILED"),
+        ("{ nope }", 400, "GRAPHQL_VALIDATION_FAILED"),
+        ("{ tasks { nodes { owner_id } } }", 400, "GRAPHQL_VALIDATION_FAILED"),
+        ('{ task(id: "1") }', 400, "GRAPHQL_VALIDATION_FAILED"),
         (
             "mutation { createTask(input: {title: 5}) { task { id } } }",
-            422,
+            400,
             "GRAPHQL_VALIDATION_FAILED",
         ),
     ],

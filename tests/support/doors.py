@@ -355,8 +355,9 @@ class GraphQLDoor:
             assert [error["extensions"]["code"] for error in body["errors"]] == ["UNAUTHENTICATED"]
             assert "data" not in body
             return 401, None
-        if response.status_code == 422:
-            # Input the schema's types refuse (such as a malformed DateTime) is a request error.
+        if response.status_code == 400:
+            # Input the schema's types refuse (such as a malformed DateTime) is a request error,
+            # the same outcome as REST's 422.
             [error] = body["errors"]
             assert error["extensions"]["code"] == "GRAPHQL_VALIDATION_FAILED"
             path = re.search(r"invalid value at \.(\w+)", error["message"])

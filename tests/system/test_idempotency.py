@@ -61,13 +61,10 @@ async def api(database_url: str) -> AsyncIterator[httpx.AsyncClient]:
         yield http
 
 
-@pytest.fixture(params=["compiled", "executor"])
-async def graphql_api(
-    database_url: str, request: pytest.FixtureRequest
-) -> AsyncIterator[httpx.AsyncClient]:
-    """The app with GraphQL's compiled plans, and with Strawberry's executor alone."""
-    compiled = "true" if request.param == "compiled" else "false"
-    async with app_client(make_settings(database_url, GRAPHQL_COMPILED=compiled)) as http:
+@pytest.fixture
+async def graphql_api(database_url: str) -> AsyncIterator[httpx.AsyncClient]:
+    """The app, for the GraphQL tests."""
+    async with app_client(make_settings(database_url)) as http:
         yield http
 
 

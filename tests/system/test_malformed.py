@@ -113,7 +113,7 @@ async def test_graphql_alias_bomb_is_refused_before_execution(
     # One alias over the limit: small enough to pass the size and token limits.
     query = "{ " + " ".join(f"a{i}: tasks {{ totalCount }}" for i in range(101)) + " }"
     response = await graphql(http, auth(USER), query)
-    assert_clean_4xx(response, 422)
+    assert_clean_4xx(response, 400)
     assert "aliases" in response.json()["errors"][0]["message"]
 
 
@@ -147,7 +147,7 @@ async def test_graphql_deep_selection_is_refused(
 async def test_graphql_hostile_documents(
     http: httpx.AsyncClient, auth: Callable[[str], dict[str, str]], query: str
 ) -> None:
-    assert_clean_4xx(await graphql(http, auth(USER), query), 400, 422)
+    assert_clean_4xx(await graphql(http, auth(USER), query), 400)
 
 
 async def test_graphql_batched_array_is_refused(
@@ -165,7 +165,7 @@ async def test_graphql_huge_variables_within_the_body_limit(
     assert response.status_code == 200
     assert response.json()["data"]["createTask"]["userErrors"] == [{"code": "STRING_TOO_LONG"}]
     nested = "query($v: [[Int]]) { viewer { id } }"
-    assert_clean_4xx(await graphql(http, auth(USER), nested, v=[[1] * 1000] * 100), 422)
+    assert_clean_4xx(await graphql(http, auth(USER), nested, v=[[1] * 1000] * 100), 400)
 
 
 async def chunks(count: int, size: int, sent: list[int]) -> AsyncIterator[bytes]:

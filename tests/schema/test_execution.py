@@ -1,16 +1,20 @@
-"""Compiled plans against the standard executor: generated operations, byte-identical responses.
+"""The executor (schema/execution.py): its shortcut gives graphql-core's own responses, and every
+schema extension sees every request.
 
-Two apps run on one database, one with GRAPHQL_COMPILED and one without. Hypothesis writes
-documents out of this schema's pieces (aliases, inline fragments, named fragments,
-@skip/@include with literals and variables, __typename, arguments as literals and variables,
-missing tasks, bad cursors, out-of-range pages, bad variables, anonymous callers), and every
-response must be the same bytes with the same status and media type from both.
+Differential tests: one schema with the shortcut, one with Strawberry's stock executor, on one
+database. Hypothesis writes documents out of this schema's pieces (aliases, inline fragments,
+named fragments, @skip/@include with literals and variables, __typename, arguments as literals
+and variables, missing tasks, bad cursors, out-of-range pages, bad variables, anonymous
+callers), and every response must be the same bytes with the same status and media type from
+both. Values the shortcut hands back to graphql-core (nulls in non-null fields, values a scalar
+refuses, error objects) are checked on a small schema of their own.
 """
 
 from __future__ import annotations
 
 import base64
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -19,17 +23,17 @@ import asyncpg
 import httpx
 import orjson
 import pytest
-from graphql import GraphQLError
-from graphql.execution.values import get_variable_values
+import strawberry
+from graphql import GraphQLObjectType, GraphQLResolveInfo, GraphQLString
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from strawberry.types.graphql import OperationType
+from strawberry.extensions import SchemaExtension
+from strawberry.schema.schema import StrawberryGraphQLCoreExecutionContext
 
-from db.engine import Database, DatabaseConfig
-from resolvers.auth import Principal
-from resolvers.context import Context
-from schema.build import TaskSchema, build_schema
-from schema.plans import MAX_DIRECTIVE_VARIABLES, CompiledOperations, Selection
+import main
+from schema.build import build_schema
+from schema.execution import ShortcutExecutor, executor_for
+from schema.http import GraphQLEndpoint
 from tests.support.app import make_settings, running_app
 from tests.support.graphql import seed_tasks
 from tests.support.tokens import hs256_token
@@ -263,10 +267,34 @@ async def seed(url: str) -> Data:
     return Data(alice=alice, bob=bob, cursors=cursors)
 
 
+@asynccontextmanager
+async def endpoint(
+    settings: main.Settings, schema: strawberry.Schema
+) -> AsyncIterator[httpx.AsyncClient]:
+    """A client for the /graphql endpoint of `schema`, with the app's lifespan state."""
+    async with running_app(settings) as (_, state):
+        graphql = GraphQLEndpoint(schema=schema)
+
+        async def app(scope: Any, receive: Any, send: Any) -> None:
+            scope["state"] = {**state, "request_id": "differential-test"}
+            await graphql(scope, receive, send)
+
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as http:
+            yield http
+
+
+def stock_schema() -> strawberry.Schema:
+    """The task schema run by Strawberry's own executor, without the shortcut."""
+    schema = build_schema()
+    schema.execution_context_class = StrawberryGraphQLCoreExecutionContext
+    return schema
+
+
 @dataclass(frozen=True)
 class Apps:
-    compiled: httpx.AsyncClient
-    standard: httpx.AsyncClient
+    shortcut: httpx.AsyncClient
+    stock: httpx.AsyncClient
     data: Data
     url: str
 
@@ -274,18 +302,18 @@ class Apps:
 @pytest.fixture
 async def apps(clean_database: str) -> AsyncIterator[Apps]:
     data = await seed(clean_database)
-    compiled = make_settings(clean_database)
-    standard = make_settings(clean_database, GRAPHQL_COMPILED="false")
-    assert compiled.graphql.compiled
-    assert not standard.graphql.compiled
-    async with running_app(compiled) as (fast, _), running_app(standard) as (slow, _):
-        yield Apps(fast, slow, data, clean_database)
+    config = make_settings(clean_database)
+    async with (
+        endpoint(config, build_schema()) as shortcut,
+        endpoint(config, stock_schema()) as stock,
+    ):
+        yield Apps(shortcut, stock, data, clean_database)
 
 
 async def post(
     client: httpx.AsyncClient, query: str, variables: dict[str, Any], user: str | None, accept: str
 ) -> tuple[int, str, bytes]:
-    headers = {"X-Request-ID": "differential-test", "Accept": accept}
+    headers = {"Accept": accept}
     if user is not None:
         headers["Authorization"] = f"Bearer {hs256_token(user)}"
     body = {"query": query, "variables": variables}
@@ -301,145 +329,215 @@ DIFFERENTIAL = settings(
 ACCEPT = st.sampled_from(["application/graphql-response+json", "application/json"])
 
 
-@pytest.mark.slow
 @DIFFERENTIAL
+@pytest.mark.slow
 @given(data=st.data())
-async def test_queries_match_the_standard_executor(apps: Apps, data: st.DataObject) -> None:
+async def test_queries_match_the_stock_executor(apps: Apps, data: st.DataObject) -> None:
     query, values = data.draw(queries(apps.data), label="query")
     user, accept = data.draw(USERS, label="user"), data.draw(ACCEPT, label="accept")
-    compiled = await post(apps.compiled, query, values, user, accept)
-    standard = await post(apps.standard, query, values, user, accept)
-    assert compiled == standard
+    shortcut = await post(apps.shortcut, query, values, user, accept)
+    stock = await post(apps.stock, query, values, user, accept)
+    assert shortcut == stock
 
 
-@pytest.mark.slow
 @settings(DIFFERENTIAL, max_examples=30)
+@pytest.mark.slow
 @given(data=st.data())
-async def test_mutations_match_the_standard_executor(apps: Apps, data: st.DataObject) -> None:
+async def test_mutations_match_the_stock_executor(apps: Apps, data: st.DataObject) -> None:
     query, values = data.draw(mutations(apps.data), label="mutation")
     user = data.draw(USERS, label="user")
     await seed(apps.url)
-    compiled = await post(apps.compiled, query, values, user, "application/json")
+    shortcut = await post(apps.shortcut, query, values, user, "application/json")
     await seed(apps.url)
-    standard = await post(apps.standard, query, values, user, "application/json")
-    assert compiled == standard
+    stock = await post(apps.stock, query, values, user, "application/json")
+    assert shortcut == stock
 
 
-# --- which requests the compiler takes, and which it leaves to the standard path ------------
+# --- what the shortcut hands back to graphql-core -------------------------------------------
+
+
+@strawberry.type
+class Row:
+    name: str
+    count: int
+    note: str | None
+
+
+@strawberry.type
+class Rows:
+    rows: list[Row]
+    first: Row | None
+
+
+@dataclass
+class Source:
+    name: object = "a"
+    count: object = 1
+    note: object = None
+
+
+ROW = "name count note __typename alias: name"
+ODD_VALUES = {
+    "plain": Source(),
+    "null in a non-null field": Source(name=None),
+    "a value Int refuses": Source(count=2**40),
+    "a string Int refuses": Source(count="many"),
+    "an error object": Source(note=ValueError("no note")),
+    "a value String refuses": Source(note=object()),
+    "a value String converts": Source(name=7, note=True),
+}
+
+
+def odd_schemas(rows: list[Source]) -> tuple[strawberry.Schema, strawberry.Schema]:
+    @strawberry.type
+    class Query:
+        @strawberry.field
+        def data(self) -> Rows:
+            return Rows(rows=rows, first=rows[0] if rows else None)  # type: ignore[arg-type]
+
+    shortcut = strawberry.Schema(query=Query)
+    shortcut.execution_context_class = executor_for(shortcut, hide_suggestions=False)
+    return shortcut, strawberry.Schema(query=Query)
+
+
+@pytest.mark.parametrize("odd", ODD_VALUES, ids=list(ODD_VALUES))
+async def test_values_the_shortcut_cannot_serialise_get_graphql_cores_errors(odd: str) -> None:
+    shortcut, stock = odd_schemas([Source(), ODD_VALUES[odd], Source(name="z")])
+    query = f"{{ data {{ rows {{ {ROW} }} first {{ {ROW} }} }} }}"
+    fast, reference = await shortcut.execute(query), await stock.execute(query)
+    assert fast.data == reference.data
+    assert [e.formatted for e in fast.errors or ()] == [e.formatted for e in reference.errors or ()]
+    assert (fast.errors is None) == (odd in ("plain", "a value String converts"))
+
+
+@pytest.mark.parametrize("count", [0, 1, 3])
+async def test_a_selection_graphql_core_refuses_is_refused_where_it_says(count: int) -> None:
+    # A null for @skip's non-null `if`: an error at the first item, none for an empty list.
+    shortcut, stock = odd_schemas([Source() for _ in range(count)])
+    query = "query ($off: Boolean = false) { data { rows { name count @skip(if: $off) } } }"
+    fast = await shortcut.execute(query, variable_values={"off": None})
+    reference = await stock.execute(query, variable_values={"off": None})
+    assert fast.data == reference.data
+    assert [e.formatted for e in fast.errors or ()] == [e.formatted for e in reference.errors or ()]
+    assert (fast.errors is None) == (count == 0)
+
+
+def test_the_shortcut_reads_only_fields_without_a_resolver() -> None:
+    schema = build_schema()
+    executor = schema.execution_context_class
+    assert issubclass(executor, ShortcutExecutor)
+    types = schema._schema.type_map
+    task, connection = types["Task"], types["TaskConnection"]
+    assert isinstance(task, GraphQLObjectType)
+    assert isinstance(connection, GraphQLObjectType)
+    assert executor._plain_field(task, "title") == ("title", GraphQLString, True)
+    assert executor._plain_field(task, "dueDate") is not None
+    assert executor._plain_field(task, "createdAt") is not None
+    assert executor._plain_field(connection, "totalCount") is None
+    assert executor._plain_field(connection, "nodes") is None
+
+
+# --- every extension sees every request -----------------------------------------------------
+
+
+class Probe(SchemaExtension):
+    """Notes each lifecycle hook it is called for."""
+
+    def __init__(self, log: list[str]) -> None:
+        self.log = log
+
+    def on_operation(self) -> Iterator[None]:
+        self.log.append("operation")
+        yield
+
+    def on_parse(self) -> Iterator[None]:
+        self.log.append("parse")
+        yield
+
+    def on_validate(self) -> Iterator[None]:
+        self.log.append("validate")
+        yield
+
+    def on_execute(self) -> Iterator[None]:
+        self.log.append("execute")
+        yield
+
+
+class FieldProbe(Probe):
+    """Also notes each field it resolves: an extension with a `resolve` hook."""
+
+    def resolve(
+        self,
+        _next: Callable[..., Any],
+        root: Any,
+        info: GraphQLResolveInfo,
+        *args: Any,
+        **kwargs: Any,
+    ) -> Any:
+        self.log.append(f"{info.parent_type.name}.{info.field_name}")
+        return _next(root, info, *args, **kwargs)
+
+
+LIFECYCLE = ["operation", "parse", "validate", "execute"]
+TASK_FIELDS = "id title completed version __typename"
+PROBED: list[tuple[str, str, dict[str, Any]]] = [
+    ("list", f"{{ tasks(first: 20) {{ nodes {{ {TASK_FIELDS} }} }} }}", {}),
+    ("task", f"query ($id: ID!) {{ task(id: $id) {{ {TASK_FIELDS} }} }}", {"id": "FIRST"}),
+    (
+        "create",
+        f'mutation {{ createTask(input: {{title: "New"}}) {{ task {{ {TASK_FIELDS} }} }} }}',
+        {},
+    ),
+    (
+        "update",
+        f'mutation ($id: ID!) {{ updateTask(id: $id, input: {{title: "Renamed"}}) '
+        f"{{ task {{ {TASK_FIELDS} }} userErrors {{ code }} }} }}",
+        {"id": "FIRST"},
+    ),
+    (
+        "toggle",
+        f"mutation ($id: ID!) {{ toggleTaskCompletion(id: $id) {{ task {{ {TASK_FIELDS} }} }} }}",
+        {"id": "FIRST"},
+    ),
+    ("delete", "mutation ($id: ID!) { deleteTask(id: $id) { deletedTaskId } }", {"id": "FIRST"}),
+]
 
 
 @pytest.fixture
-async def database(database_url: str) -> AsyncIterator[Database]:
-    database = await Database.open(DatabaseConfig(url=database_url))
-    try:
-        yield database
-    finally:
-        await database.close()
+async def seeded(clean_database: str) -> Data:
+    return await seed(clean_database)
 
 
-def operations() -> CompiledOperations:
-    schema = build_schema()
-    assert isinstance(schema, TaskSchema)
-    assert schema.compiled is not None
-    return schema.compiled
-
-
-def selection(query: str, operation_name: str | None = None) -> Selection | None:
-    """What the compiler makes of a document, run without variables."""
-    plan = operations().plan(query, operation_name)
-    if plan is None:
-        return None
-    definitions = plan.operation.definition.variable_definitions or ()
-    values = get_variable_values(plan.operation.schema, definitions, {})
-    assert not isinstance(values, list)
-    return plan.selection(values)
-
-
-@pytest.mark.parametrize(
-    ("query", "operation_name"),
-    [
-        ("{ __schema { queryType { name } } }", None),
-        ('{ tasks { totalCount } __type(name: "Task") { name } }', None),
-        ("query A { viewer { id } } query B { viewer { id } }", None),
-        ("query A { viewer { id } }", "B"),
-        ("{ tasks { nodes { nope } } }", None),
-    ],
-)
-def test_what_the_compiler_leaves_to_the_standard_path(
-    query: str, operation_name: str | None
-) -> None:
-    assert selection(query, operation_name) is None
-
-
-def test_unparseable_documents_raise_and_are_not_cached() -> None:
-    compiled = operations()
-    for _ in range(2):
-        with pytest.raises(GraphQLError, match="Syntax Error"):
-            compiled.plan("{ viewer { id } ", None)
-    assert compiled.plan.cache_info().currsize == 0
-
-
-def test_too_many_directive_variables_fall_back() -> None:
-    def query(count: int) -> str:
-        names = [f"v{i}" for i in range(count)]
-        declared = ", ".join(f"${name}: Boolean!" for name in names)
-        skips = " ".join(f"{name}: id @skip(if: ${name})" for name in names)
-        return f"query Q({declared}) {{ viewer {{ {skips} }} }}"
-
-    assert operations().plan(query(MAX_DIRECTIVE_VARIABLES), None) is not None
-    assert operations().plan(query(MAX_DIRECTIVE_VARIABLES + 1), None) is None
-
-
-def test_plans_are_compiled_once_per_document_and_operation() -> None:
-    compiled = operations()
-    query = "query A { viewer { id } } mutation B { deleteTask(id: 1) { deletedTaskId } }"
-    first = compiled.plan(query, "A")
-    assert first is not None
-    assert first is compiled.plan(query, "A")
-    mutation = compiled.plan(query, "B")
-    assert mutation is not None
-    assert mutation.operation_type is OperationType.MUTATION
-
-
-@pytest.mark.parametrize(
-    ("query", "variables", "allowed", "user"),
-    [
-        ("{ viewer { id } }", {}, {OperationType.QUERY}, None),
-        ("mutation { deleteTask(id: 1) { deletedTaskId } }", {}, {OperationType.QUERY}, "alice"),
-        ("query ($n: Int) { tasks(first: $n) { totalCount } }", {"n": "x"}, None, "alice"),
-        ("query ($s: Boolean = true) { viewer { id @skip(if: $s) } }", {"s": None}, None, "alice"),
-        ("{ __typename viewer { __typename } ", {}, None, "alice"),
-    ],
-)
-async def test_requests_left_to_the_standard_path(
-    database: Database,
+@pytest.mark.parametrize("probe", [Probe, FieldProbe], ids=["lifecycle", "fields"])
+@pytest.mark.parametrize(("name", "query", "variables"), PROBED, ids=[p[0] for p in PROBED])
+async def test_an_added_extension_runs_on_every_request(
+    clean_database: str,
+    seeded: Data,
+    probe: type[Probe],
+    name: str,
     query: str,
     variables: dict[str, Any],
-    allowed: set[OperationType] | None,
-    user: str | None,
 ) -> None:
-    context = Context(database=database, principal=None if user is None else Principal(user))
-    result = await operations().execute(
-        query=query,
-        variables=variables,
-        operation_name=None,
-        context=context,
-        allowed=allowed or {OperationType.QUERY, OperationType.MUTATION},
+    log: list[str] = []
+    schema = build_schema(extra_extensions=[lambda: probe(log)])
+    values = {
+        key: str(seeded.alice[0]) if value == "FIRST" else value for key, value in variables.items()
+    }
+    async with endpoint(make_settings(clean_database), schema) as http:
+        status, _, body = await post(http, query, values, "alice", "application/json")
+    assert status == 200
+    response = orjson.loads(body)
+    assert "errors" not in response, response
+    assert log[:3] == LIFECYCLE[:3]
+    assert "execute" in log
+    fields = [entry for entry in log if "." in entry]
+    if probe is Probe:
+        assert fields == []
+        return
+    # Every field of the response was resolved under the probe, leaves included.
+    leaves = [entry for entry in fields if entry.startswith("Task.")]
+    tasks = len(response["data"]["tasks"]["nodes"]) if name == "list" else (name != "delete")
+    assert len(leaves) == 5 * tasks, fields
+    assert {entry.split(".")[1] for entry in leaves} == (
+        {"id", "title", "completed", "version", "__typename"} if tasks else set()
     )
-    assert result is None
-
-
-async def test_a_covered_request_runs_without_the_database_when_it_needs_none(
-    database: Database,
-) -> None:
-    context = Context(database=database, principal=Principal("alice"))
-    result = await operations().execute(
-        query="query ($s: Boolean!) { v: viewer { ... on Viewer { id @include(if: $s) } } }",
-        variables={"s": True},
-        operation_name=None,
-        context=context,
-        allowed={OperationType.QUERY},
-    )
-    assert result is not None
-    assert result.data == {"v": {"id": "alice"}}
-    assert result.errors is None

@@ -1,0 +1,212 @@
+"""The GraphQL executor: Strawberry's, with a shortcut for fields that only read an attribute.
+
+graphql-core spends most of a list response on fields without a resolver of their own (a
+task's id, title, ...): for each one it builds a resolve info and a path, calls Strawberry's
+wrapper, which calls the default resolver, and checks each value for awaitables twice. Here a
+selection made only of such fields, on scalars or enums, is read and serialised in one loop.
+Anything unusual in it (a null for a non-null field, a value its scalar refuses, an error
+object) sends the whole selection back through graphql-core's own code, so every error and
+its message are graphql-core's. With a schema extension that wraps resolvers (a `resolve`
+hook), nothing is shortcut, so that hook sees every field.
+
+What would let us delete it: a graphql-core or Strawberry executor that skips this per-field
+work for default resolvers by itself.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, ClassVar
+
+import strawberry
+from graphql import (
+    GraphQLLeafType,
+    GraphQLList,
+    GraphQLNonNull,
+    GraphQLObjectType,
+    GraphQLOutputType,
+    GraphQLResolveInfo,
+    is_leaf_type,
+)
+from graphql.execution.collect_fields import FieldDetailsList, GroupedFieldSet
+from graphql.pyutils import AwaitableOrValue, Path, Undefined
+from strawberry.schema.schema import StrawberryGraphQLCoreExecutionContext
+
+# How a field of a selection is read: its response key, then either the attribute, the
+# scalar's serialiser and whether null is refused, or (for __typename) the type's name.
+Read = tuple[str, str, Callable[[Any], Any], bool] | tuple[str, None, str, bool]
+TYPENAME = "__typename"
+
+
+class ShortcutExecutor(StrawberryGraphQLCoreExecutionContext):
+    """graphql-core's executor as Strawberry configures it, reading plain fields directly."""
+
+    # Set per schema by `executor_for`.
+    strawberry_schema: ClassVar[strawberry.Schema]
+    suggestions_hidden: ClassVar[bool]
+    plain_fields: ClassVar[dict[tuple[str, str], tuple[str, GraphQLLeafType, bool] | None]]
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        manager = self.middleware_manager
+        self._shortcut = manager is None or not manager.middlewares
+        # Per execution, like graphql-core's own memo of collected subfields: the selection
+        # of a list's items is one object, read for every item.
+        self._reads: dict[int, tuple[GroupedFieldSet, list[Read] | None]] = {}
+
+    @classmethod
+    def build(cls, *args: Any, **kwargs: Any) -> Any:
+        # Without introspection, errors must not suggest field or argument names either.
+        return super().build(*args, **{**kwargs, "hide_suggestions": cls.suggestions_hidden})
+
+    def execute_fields(
+        self,
+        parent_type: GraphQLObjectType,
+        source_value: Any,
+        path: Path | None,
+        grouped_field_set: GroupedFieldSet,
+        position_context: Any,
+    ) -> AwaitableOrValue[dict[str, Any]]:
+        # Without a source (the root value is None) there is nothing to read.
+        if self._shortcut and source_value is not None:
+            reads = self._selection_reads(parent_type, grouped_field_set)
+            if reads is not None:
+                data = _read(reads, source_value, self.strawberry_schema.config.default_resolver)
+                if data is not None:
+                    return data
+        return super().execute_fields(
+            parent_type, source_value, path, grouped_field_set, position_context
+        )
+
+    def complete_list_value(
+        self,
+        return_type: GraphQLList[GraphQLOutputType],
+        field_details_list: FieldDetailsList,
+        info: GraphQLResolveInfo[Any],
+        path: Path,
+        result: Any,
+        position_context: Any,
+    ) -> AwaitableOrValue[list[Any]]:
+        # A list of objects whose selection is all plain fields (a page of tasks): each item
+        # is read in one call instead of going through graphql-core's completion of it.
+        items = self._read_list(return_type, field_details_list, result) if self._shortcut else None
+        if items is not None:
+            return items
+        return super().complete_list_value(
+            return_type, field_details_list, info, path, result, position_context
+        )
+
+    def _read_list(
+        self,
+        return_type: GraphQLList[GraphQLOutputType],
+        field_details_list: FieldDetailsList,
+        result: Any,
+    ) -> list[Any] | None:
+        item_type = return_type.of_type
+        if isinstance(item_type, GraphQLNonNull):
+            item_type = item_type.of_type
+        # An empty list is graphql-core's: it collects no subfields, so it reports no errors
+        # of theirs (such as @skip(if: $v) with $v null), which it would at the first item.
+        if not (isinstance(result, list) and result and isinstance(item_type, GraphQLObjectType)):
+            return None
+        if item_type.is_type_of is not None:
+            return None
+        try:
+            collected = self.collect_subfields(item_type, field_details_list)
+        except Exception:
+            return None
+        reads = self._selection_reads(item_type, collected.grouped_field_set)
+        if reads is None or collected.new_defer_usages:
+            return None
+        resolve = self.strawberry_schema.config.default_resolver
+        items = []
+        for item in result:
+            data = None if item is None else _read(reads, item, resolve)
+            if data is None:
+                return None
+            items.append(data)
+        return items
+
+    def _selection_reads(
+        self, parent_type: GraphQLObjectType, grouped_field_set: GroupedFieldSet
+    ) -> list[Read] | None:
+        cached = self._reads.get(id(grouped_field_set))
+        if cached is not None:
+            return cached[1]
+        reads: list[Read] | None = []
+        for key, details in grouped_field_set.items():
+            name = details[0].node.name.value
+            if name == TYPENAME:
+                reads.append((key, None, parent_type.name, True))  # type: ignore[union-attr]
+                continue
+            plain = self._plain_field(parent_type, name)
+            if plain is None:
+                reads = None
+                break
+            attribute, leaf_type, non_null = plain
+            reads.append((key, attribute, leaf_type.coerce_output_value, non_null))  # type: ignore[union-attr]
+        # The selection is kept with its reads, so that its id is not reused meanwhile.
+        self._reads[id(grouped_field_set)] = (grouped_field_set, reads)
+        return reads
+
+    @classmethod
+    def _plain_field(
+        cls, parent_type: GraphQLObjectType, name: str
+    ) -> tuple[str, GraphQLLeafType, bool] | None:
+        """The attribute a scalar or enum field reads, when Strawberry gives it no resolver
+        of its own (nor field extensions, such as permissions): None otherwise."""
+        key = (parent_type.name, name)
+        if key not in cls.plain_fields:
+            cls.plain_fields[key] = _plain_field(cls.strawberry_schema, parent_type, name)
+        return cls.plain_fields[key]
+
+
+def _plain_field(
+    schema: strawberry.Schema, parent_type: GraphQLObjectType, name: str
+) -> tuple[str, GraphQLLeafType, bool] | None:
+    field = schema.get_field_for_type(name, parent_type.name)
+    definition = parent_type.fields.get(name)
+    if field is None or definition is None or not field.is_basic_field:
+        return None
+    output_type = definition.type
+    non_null = isinstance(output_type, GraphQLNonNull)
+    leaf_type = output_type.of_type if non_null else output_type
+    if not is_leaf_type(leaf_type):
+        return None
+    return field.python_name, leaf_type, non_null
+
+
+def _read(
+    reads: list[Read], source: Any, resolve: Callable[[Any, str], Any]
+) -> dict[str, Any] | None:
+    """The selection's data, or None when any field needs graphql-core's handling."""
+    data: dict[str, Any] = {}
+    try:
+        for key, attribute, serialise, non_null in reads:
+            if attribute is None:
+                data[key] = serialise
+                continue
+            value = resolve(source, attribute)
+            if value is None or value is Undefined:
+                if non_null:
+                    return None
+                data[key] = None
+                continue
+            if isinstance(value, Exception):
+                return None
+            serialised = serialise(value)  # type: ignore[operator]
+            if serialised is None or serialised is Undefined:
+                return None
+            data[key] = serialised
+    except Exception:
+        return None
+    return data
+
+
+def executor_for(schema: strawberry.Schema, *, hide_suggestions: bool) -> type[ShortcutExecutor]:
+    """The executor class of one schema."""
+    return type(
+        "TaskSchemaExecutor",
+        (ShortcutExecutor,),
+        {"strawberry_schema": schema, "suggestions_hidden": hide_suggestions, "plain_fields": {}},
+    )
