@@ -6,7 +6,7 @@ import asyncio
 import uuid
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import partial
 from typing import Any
 
@@ -66,6 +66,13 @@ def _target(config: DatabaseConfig) -> _Target:
         connect_args["server_settings"] = server_settings
     dsn = target.url.replace("postgresql+asyncpg://", "postgresql://", 1)
     return _Target(dsn, target.url, connect_args, pooled)
+
+
+def direct_connection(config: DatabaseConfig) -> tuple[str, dict[str, Any]]:
+    """The DSN and asyncpg.connect() keywords of a session of its own on `config`'s server,
+    outside the pool (LISTEN needs one: db/listen.py); `config.url` must not be pooled."""
+    target = _target(replace(config, pooler=False))
+    return target.dsn, target.connect_args
 
 
 def create_engine(config: DatabaseConfig) -> AsyncEngine:
