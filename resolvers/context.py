@@ -17,6 +17,7 @@ from db.statements import Connection
 from resolvers.auth import Principal, TokenVerifier, bearer_token
 from resolvers.domain import Task, task_from_row
 from resolvers.errors import FieldError, InvalidInput, ServiceUnavailable, Unauthenticated
+from resolvers.live import EventHub, LiveConnection
 from resolvers.ratelimit import RateLimiter
 
 
@@ -29,6 +30,8 @@ class Context:
     request_id: str = "-"
     # Called on each database outage; main.py counts them in the metrics.
     on_database_unavailable: Callable[[], None] | None = None
+    # This worker's live updates, told of every committed write; None: nobody listens.
+    hub: EventHub | None = None
     # Set by a write that replayed the stored outcome of an earlier request with the same
     # idempotency key instead of writing again; the doors mark such responses as replays.
     replayed: bool = field(default=False, init=False)
@@ -57,6 +60,12 @@ class Context:
         by_id = {task.id: task for task in map(task_from_row, found)}
         return [by_id.get(task_id) for task_id in task_ids]
 
+    def live_connection(self) -> LiveConnection:
+        """A live connection of the viewer's (for subscriptions); refused past the limits."""
+        if self.hub is None:
+            raise ServiceUnavailable("Live updates are not available here", retry_after=60)
+        return self.hub.connect(self.viewer)
+
     @asynccontextmanager
     async def connection(self) -> AsyncIterator[Connection]:
         """A connection for one operation, with storage failures turned into domain errors."""
@@ -84,6 +93,7 @@ class ContextFactory:
     on_database_unavailable: Callable[[], None] | None = None
     # None: no rate limit, and no cost on the request path.
     rate_limiter: RateLimiter | None = None
+    hub: EventHub | None = None
 
     async def __call__(self, *, authorization: str | None, request_id: str | None) -> Context:
         """A context whose principal is None when no token was sent; a bad token raises."""
@@ -96,4 +106,5 @@ class ContextFactory:
             principal=principal,
             request_id=request_id or uuid.uuid4().hex,
             on_database_unavailable=self.on_database_unavailable,
+            hub=self.hub,
         )
