@@ -22,8 +22,10 @@ from starlette.middleware import Middleware
 from db import migrate
 from db.embedded import database_url_or_embedded
 from db.engine import Database, DatabaseConfig, create_engine
+from db.url import is_pooler_host, translate_url
 from resolvers.auth import AuthConfig, TokenVerifier, sign_development_token
 from resolvers.context import ContextFactory
+from resolvers.live import EventHub, LiveConfig
 from resolvers.ratelimit import RateLimitConfig, RateLimiter
 from rest_compat import docs, openapi
 from rest_compat import routes as rest_routes
@@ -32,9 +34,12 @@ from schema.build import DEFAULT_CONFIG as DEFAULT_GRAPHQL
 from schema.build import GraphQLConfig, build_schema
 from schema.graphiql import GraphiQL
 from schema.http import GRAPHQL_PATH, GraphQLEndpoint, graphql_error_body
+from schema.streams import StreamingGraphQL, allowed_origins
+from schema.streams import routes as graphql_routes
 from server import health, metrics
 from server.cors import cors
 from server.devmode import development_secret, print_banner
+from server.drain import DRAIN
 from server.guards import BodySizeLimit, SecurityHeaders, asset_origin
 from server.logs import configure_logging
 from server.serve import ServeConfig, freeze_startup_objects, serve
@@ -44,6 +49,7 @@ from server.telemetry import RequestTelemetry, TelemetryConfig
 log = logging.getLogger("taskql")
 
 DEV_USER_ID = "dev-user"
+DEFAULT_LIVE = LiveConfig()
 
 
 SETTINGS = (
@@ -183,6 +189,35 @@ SETTINGS = (
         "WORKERS like the rate. Unset: RATE_LIMIT_PER_MINUTE (one minute's worth).",
     ),
     Setting(
+        "DATABASE_LISTEN_URL",
+        None,
+        "Direct (non-pooled) URL of the connection each worker LISTENs on for live updates; "
+        "required when DATABASE_URL goes through a transaction pooler (DB_POOLER, Neon's "
+        "`-pooler` host), where LISTEN receives nothing. Unset: DATABASE_URL.",
+    ),
+    Setting(
+        "LIVE_CONNECTIONS_PER_USER",
+        str(DEFAULT_LIVE.connections_per_user),
+        "Live connections (WebSockets, event streams) one user may hold per worker; more are "
+        "refused (HTTP 429, WebSocket close 4429).",
+    ),
+    Setting(
+        "LIVE_SUBSCRIPTIONS_PER_CONNECTION",
+        str(DEFAULT_LIVE.subscriptions_per_connection),
+        "Subscriptions one WebSocket may carry at once; more get TOO_MANY_SUBSCRIPTIONS.",
+    ),
+    Setting(
+        "LIVE_MAX_BACKLOG",
+        str(DEFAULT_LIVE.max_backlog),
+        "Events that may wait for one slow subscriber; past it the stream ends with its cursor "
+        "(SLOW_CONSUMER; WebSocket close 1013) and the client resumes from there.",
+    ),
+    Setting(
+        "LIVE_HEARTBEAT_SECONDS",
+        "15",
+        "Seconds between keep-alive comments on idle event streams (SSE).",
+    ),
+    Setting(
         "FORWARDED_ALLOW_IPS",
         "127.0.0.1",
         "Proxies whose X-Forwarded-For/-Proto headers are trusted (comma-separated, `*`: any).",
@@ -221,6 +256,10 @@ class Settings:
     graphiql_assets_url: str
     forwarded_allow_ips: str
     rate_limit: RateLimitConfig
+    # None: DATABASE_URL (or the embedded server) also serves LISTEN.
+    listen_url: str | None
+    live: LiveConfig
+    live_heartbeat_seconds: float
 
     @property
     def embedded(self) -> bool:
@@ -258,6 +297,12 @@ def read_settings(env: Mapping[str, str]) -> Settings:
     workers = read.integer("WORKERS", 1)
     per_minute = read.integer("RATE_LIMIT_PER_MINUTE", 0)
     burst = read.integer("RATE_LIMIT_BURST", 1) if read.text("RATE_LIMIT_BURST") else per_minute
+    pool_size = read.integer("DB_POOL_SIZE", 1)
+    cors_origins = read.items("CORS_ORIGINS")
+    try:
+        allowed_origins(cors_origins)
+    except ValueError as error:
+        raise ConfigError(f"CORS_ORIGINS: {error}") from None
     return Settings(
         database_url=database_url,
         migration_url=read.text("DATABASE_MIGRATION_URL") or database_url,
@@ -271,7 +316,7 @@ def read_settings(env: Mapping[str, str]) -> Settings:
             issuer=read.text("JWT_ISSUER"),
             audience=read.text("JWT_AUDIENCE"),
         ),
-        pool_size=read.integer("DB_POOL_SIZE", 1),
+        pool_size=pool_size,
         pool_timeout=read.seconds("DB_POOL_TIMEOUT"),
         connect_timeout=read.seconds("DB_CONNECT_TIMEOUT"),
         statement_timeout=read.seconds("DB_STATEMENT_TIMEOUT"),
@@ -285,7 +330,7 @@ def read_settings(env: Mapping[str, str]) -> Settings:
             introspection=bool(read.flag("GRAPHQL_INTROSPECTION")),
             compiled=bool(read.flag("GRAPHQL_COMPILED")),
         ),
-        cors_origins=read.items("CORS_ORIGINS"),
+        cors_origins=cors_origins,
         log_level=(read.text("LOG_LEVEL") or "INFO").upper(),
         max_body_bytes=read.integer("MAX_BODY_BYTES", 1),
         row_security=bool(read.flag("RLS")),
@@ -298,7 +343,44 @@ def read_settings(env: Mapping[str, str]) -> Settings:
         graphiql_assets_url=read.text("GRAPHIQL_ASSETS_URL") or "",
         forwarded_allow_ips=read.text("FORWARDED_ALLOW_IPS") or "127.0.0.1",
         rate_limit=_rate_limit(workers, per_minute, burst),
+        listen_url=_listen_url(read, database_url),
+        live=LiveConfig(
+            connections_per_user=read.integer("LIVE_CONNECTIONS_PER_USER", 1),
+            subscriptions_per_connection=read.integer("LIVE_SUBSCRIPTIONS_PER_CONNECTION", 1),
+            max_backlog=read.integer("LIVE_MAX_BACKLOG", 1),
+            concurrent_reads=max(2, pool_size // 4),
+        ),
+        live_heartbeat_seconds=read.seconds("LIVE_HEARTBEAT_SECONDS"),
     )
+
+
+def _listen_url(read: Environment, database_url: str | None) -> str | None:
+    """DATABASE_LISTEN_URL, which must be set, and direct, where LISTEN would hear nothing."""
+    listen_url = read.text("DATABASE_LISTEN_URL")
+    if listen_url is not None:
+        if _pooler_host(listen_url, "DATABASE_LISTEN_URL"):
+            raise ConfigError(
+                "DATABASE_LISTEN_URL must be a direct URL: LISTEN through a transaction pooler "
+                "(a -pooler host) receives nothing; use the host without -pooler"
+            )
+        return listen_url
+    pooler = read.flag("DB_POOLER")
+    if database_url is not None and (
+        pooler or (pooler is None and _pooler_host(database_url, "DATABASE_URL"))
+    ):
+        raise ConfigError(
+            "DATABASE_URL goes through a transaction pooler, where LISTEN receives nothing and "
+            "live updates would never arrive: set DATABASE_LISTEN_URL to the direct URL "
+            "(on Neon, the same URL without -pooler in the host)"
+        )
+    return None
+
+
+def _pooler_host(url: str, name: str) -> bool:
+    try:
+        return is_pooler_host(translate_url(url).host)
+    except ValueError as error:
+        raise ConfigError(f"{name}: {error}") from None
 
 
 def _rate_limit(workers: int, per_minute: int, burst: int) -> RateLimitConfig:
@@ -336,6 +418,13 @@ def create_app(settings: Settings | None = None) -> Starlette:
             verifier = TokenVerifier(settings.auth, on_jwks_fetch=metrics.jwks_fetched)
             limit = settings.rate_limit
             rate_limiter = RateLimiter(limit) if limit.enabled else None
+            hub = EventHub(
+                database,
+                settings.live,
+                listen=settings.database(settings.listen_url or url),
+                metrics=metrics.LiveUpdateMetrics(),
+            )
+            hub.start()
             freeze_startup_objects()
             try:
                 yield {
@@ -344,23 +433,31 @@ def create_app(settings: Settings | None = None) -> Starlette:
                         verifier=verifier,
                         on_database_unavailable=metrics.database_unavailable,
                         rate_limiter=rate_limiter,
+                        hub=hub,
                     ),
                     "database": database,
+                    DRAIN: hub.drain,
                 }
             finally:
+                await hub.close()
                 pool_watch.cancel()
                 await verifier.aclose()
                 await database.close()
                 metrics.mark_process_dead(settings.multiprocess_dir, os.getpid())
 
     development_token = _development_token(settings)
-    graphql = GraphQLEndpoint(
-        schema=build_schema(settings.graphql), graphiql=_graphiql(settings, development_token)
+    schema = build_schema(settings.graphql)
+    graphql = GraphQLEndpoint(schema=schema, graphiql=_graphiql(settings, development_token))
+    streams = StreamingGraphQL(
+        schema,
+        allowed_origins=settings.cors_origins,
+        heartbeat_seconds=settings.live_heartbeat_seconds,
     )
     return Starlette(
         routes=[
             *health.routes,
-            *graphql.routes(),
+            *graphql_routes(graphql, streams),
+            *rest_routes.event_routes(heartbeat_seconds=settings.live_heartbeat_seconds),
             *rest_routes.routes,
             *openapi.routes(
                 max_body_bytes=settings.max_body_bytes, rate_limited=settings.rate_limit.enabled

@@ -14,6 +14,7 @@ from resolvers import tasks as operations
 from resolvers.context import Context, ContextFactory
 from resolvers.errors import FieldError, Forbidden, InvalidInput
 from resolvers.pagination import EVERYTHING
+from rest_compat import events
 from rest_compat.bodies import (
     json_response,
     parse_task_id,
@@ -24,6 +25,7 @@ from rest_compat.bodies import (
 from rest_compat.listing import parse_list_query
 
 TASKS = "/api/{user_id}/tasks"
+EVENTS = "/api/{user_id}/tasks/events"
 TASK = "/api/{user_id}/tasks/{task_id}"
 # RFC 3986 sub-delims, ":" and "@": allowed unescaped in a path segment.
 _PATH_SEGMENT_SAFE = "!$&'()*+,;=:@"
@@ -32,11 +34,16 @@ _PATH_SEGMENT_SAFE = "!$&'()*+,;=:@"
 IF_MATCH_PATTERN = r'^(\*|(W/)?"([0-9]+)"|([0-9]+))$'
 
 
-async def _context(request: Request) -> Context:
-    """The caller's context, refusing anyone whose token is not for the path's user."""
+async def _context(request: Request, *, token_parameter: bool = False) -> Context:
+    """The caller's context, refusing anyone whose token is not for the path's user.
+
+    With `token_parameter`, a token may come as `?access_token=` (the event stream's, for
+    browsers' EventSource, which cannot send headers).
+    """
     factory: ContextFactory = request.state.context_factory
+    header = request.headers.get("authorization")
     context = await factory(
-        authorization=request.headers.get("authorization"),
+        authorization=events.authorization(request) if token_parameter else header,
         request_id=request.state.request_id,
     )
     if context.principal is not None:
@@ -105,6 +112,16 @@ async def delete_task(request: Request) -> Response:
         context, task_id=task_id, expected_version=if_match_version(request)
     )
     return Response(status_code=204)
+
+
+def event_routes(*, heartbeat_seconds: float) -> list[Route]:
+    """The event stream's route; list it before TASK, whose {task_id} would match `events`."""
+
+    async def stream_task_events(request: Request) -> Response:
+        context = await _context(request, token_parameter=True)
+        return await events.stream_events(request, context, heartbeat_seconds=heartbeat_seconds)
+
+    return [_resource(EVENTS, {"GET": stream_task_events})]
 
 
 def if_match_version(request: Request) -> int | None:

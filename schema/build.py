@@ -14,6 +14,7 @@ from schema.extensions import AuthenticationGate, ErrorCodes
 from schema.mutation import Mutation
 from schema.plans import CompiledOperations
 from schema.query import Query
+from schema.subscription import Subscription, SubscriptionsOnly
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,6 +67,7 @@ def build_schema(config: GraphQLConfig = DEFAULT_CONFIG) -> strawberry.Schema:
     schema = TaskSchema(
         query=Query,
         mutation=Mutation,
+        subscription=Subscription,
         hide_suggestions=not config.introspection,
         extensions=[
             # Factories: Strawberry builds extensions per request; the caches they use
@@ -75,6 +77,7 @@ def build_schema(config: GraphQLConfig = DEFAULT_CONFIG) -> strawberry.Schema:
             ),
             AuthenticationGate,
             ErrorCodes,
+            SubscriptionsOnly,
         ],
     )
     if config.compiled:

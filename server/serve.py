@@ -9,8 +9,10 @@ from pathlib import Path
 from typing import Any
 
 import uvicorn
+from uvicorn.config import STARTUP_FAILURE
 
 from server import metrics, workers
+from server.drain import DrainingServer
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,15 +41,22 @@ def serve(app_factory: str, config: ServeConfig) -> int:
     }
     if config.workers > 1 and workers.supported():
         return workers.serve(app_factory, config.host, config.port, config.workers, options)
-    uvicorn.run(
-        app_factory,
-        factory=True,
-        host=config.host,
-        port=config.port,
-        workers=config.workers,
-        **options,
+    if config.workers > 1:
+        uvicorn.run(
+            app_factory,
+            factory=True,
+            host=config.host,
+            port=config.port,
+            workers=config.workers,
+            **options,
+        )
+        return 0
+    uvicorn_config = uvicorn.Config(
+        app_factory, factory=True, host=config.host, port=config.port, **options
     )
-    return 0
+    server = DrainingServer(uvicorn_config)
+    server.run()
+    return 0 if server.started else STARTUP_FAILURE
 
 
 def freeze_startup_objects() -> None:

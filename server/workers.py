@@ -22,6 +22,8 @@ from typing import Any
 import uvicorn
 from uvicorn.config import STARTUP_FAILURE
 
+from server.drain import DrainingServer
+
 log = logging.getLogger(__name__)
 
 
@@ -75,7 +77,7 @@ def _run_worker(app: str, host: str, port: int, options: dict[str, Any]) -> None
     except OSError as error:
         log.error("cannot listen on %s:%d: %s", host, port, error)
         raise SystemExit(STARTUP_FAILURE) from error
-    server = uvicorn.Server(uvicorn.Config(app, factory=True, host=host, port=port, **options))
+    server = DrainingServer(uvicorn.Config(app, factory=True, host=host, port=port, **options))
     server.run(sockets=[listening])
     if not server.started:
         raise SystemExit(STARTUP_FAILURE)

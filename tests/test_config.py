@@ -75,8 +75,13 @@ def test_every_variable_is_read() -> None:
             "DB_CONNECT_TIMEOUT": "1.5",
             "DB_STATEMENT_TIMEOUT": "30",
             "DB_POOLER": "true",
+            "DATABASE_LISTEN_URL": "postgresql://u:p@direct.example.com/app",
             "GRAPHIQL": "off",
             "LOG_LEVEL": "debug",
+            "LIVE_CONNECTIONS_PER_USER": "7",
+            "LIVE_SUBSCRIPTIONS_PER_CONNECTION": "3",
+            "LIVE_MAX_BACKLOG": "50",
+            "LIVE_HEARTBEAT_SECONDS": "2.5",
         }
     )
 
@@ -97,6 +102,10 @@ def test_every_variable_is_read() -> None:
     )
     assert (database.connect_timeout_seconds, database.statement_timeout_seconds) == (1.5, 30.0)
     assert database.pooler is True
+    assert settings.listen_url == "postgresql://u:p@direct.example.com/app"
+    live = settings.live
+    assert (live.connections_per_user, live.subscriptions_per_connection) == (7, 3)
+    assert (live.max_backlog, settings.live_heartbeat_seconds) == (50, 2.5)
 
 
 @pytest.mark.parametrize(
@@ -177,7 +186,12 @@ def test_a_bad_flag_names_its_variable(variable: str, value: str) -> None:
 @pytest.mark.parametrize(("value", "pooler"), [("auto", None), ("1", True), ("No", False)])
 def test_db_pooler(value: str, pooler: bool | None) -> None:
     settings = read_settings(
-        {"DATABASE_URL": DATABASE_URL, "JWT_SECRET": SECRET, "DB_POOLER": value}
+        {
+            "DATABASE_URL": DATABASE_URL,
+            "JWT_SECRET": SECRET,
+            "DB_POOLER": value,
+            "DATABASE_LISTEN_URL": DATABASE_URL,
+        }
     )
 
     assert settings.pooler is pooler
