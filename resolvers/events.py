@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
@@ -11,8 +12,9 @@ from resolvers.domain import Task, task_from_row
 from resolvers.errors import FieldError, InvalidInput
 
 EventKind = Literal["created", "updated", "completion_toggled", "deleted", "resync"]
-# A cursor is an event's position in its owner's stream, in decimal: bigint at most.
-_MAX_POSITION = 2**63 - 1
+# A cursor is an event's position in its owner's stream, in decimal (a bigint: 19 digits at
+# most); one past the stream's head gets a resync.
+CURSOR_PATTERN = re.compile(r"[0-9]{1,19}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,8 +55,7 @@ def parse_cursor(cursor: str | None, *, field: str, location: str = "query") -> 
     """The position a client's cursor names; None when it sent none (live events only)."""
     if cursor is None:
         return None
-    text = cursor.strip()
-    if not (text.isascii() and text.isdigit()) or int(text) > _MAX_POSITION:
+    if CURSOR_PATTERN.fullmatch(cursor) is None:
         message = "A cursor is the `cursor` (SSE `id`) of an event of this stream, or 0"
         raise InvalidInput([FieldError(field, message, "cursor_format", location)])
-    return int(text)
+    return int(cursor)

@@ -101,6 +101,15 @@ class EventHub:
         self._idle = asyncio.Event()
 
     @property
+    def listening(self) -> bool:
+        """Whether wake-ups from other workers reach this one now."""
+        return self._listener.connected
+
+    @property
+    def database(self) -> Database:
+        return self._database
+
+    @property
     def page_size(self) -> int:
         return self.config.page_size
 

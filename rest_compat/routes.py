@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import re
 from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
 from urllib.parse import quote
 
+from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
+from starlette.types import Receive, Scope, Send
 
 from resolvers import tasks as operations
 from resolvers.context import Context, ContextFactory
@@ -118,10 +121,13 @@ def event_routes(*, heartbeat_seconds: float) -> list[Route]:
     """The event stream's route; list it before TASK, whose {task_id} would match `events`."""
 
     async def stream_task_events(request: Request) -> Response:
+        if request.method not in ("GET", "HEAD"):
+            # Answered here: passed on, TASK would take `events` for a task id.
+            raise HTTPException(405, headers={"Allow": "GET, HEAD"})
         context = await _context(request, token_parameter=True)
         return await events.stream_events(request, context, heartbeat_seconds=heartbeat_seconds)
 
-    return [_resource(EVENTS, {"GET": stream_task_events})]
+    return [Route(EVENTS, _EveryMethod(stream_task_events))]
 
 
 def if_match_version(request: Request) -> int | None:
@@ -146,6 +152,17 @@ def if_match_version(request: Request) -> int | None:
 
 
 Handler = Callable[[Request], Awaitable[Response]]
+
+
+@dataclass(frozen=True, slots=True)
+class _EveryMethod:
+    """A handler as an ASGI app, which a Route passes every method to."""
+
+    handler: Handler
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        response = await self.handler(Request(scope, receive))
+        await response(scope, receive, send)
 
 
 def _resource(path: str, handlers: Mapping[str, Handler]) -> Route:

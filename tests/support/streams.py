@@ -1,0 +1,145 @@
+"""Live-update clients for tests: gql over graphql-transport-ws, httpx-sse for the SSE doors."""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import httpx
+from gql import Client, gql
+from gql.client import AsyncClientSession
+from gql.transport.websockets import WebsocketsTransport
+from httpx_sse import ServerSentEvent, aconnect_sse
+
+from tests.conftest import hs256_token
+
+SUBSCRIPTION = gql(
+    "subscription Events($after: String) { taskEvents(after: $after) "
+    "{ kind cursor taskId version task { id title completed } } }"
+)
+SUBSCRIPTION_TEXT = (
+    "subscription { taskEvents%s { kind cursor taskId version task { id title completed } } }"
+)
+
+
+def new_user() -> str:
+    return f"live-{uuid.uuid4().hex[:12]}"
+
+
+def bearer(user_id: str, **claims: Any) -> dict[str, str]:
+    return {"Authorization": f"Bearer {hs256_token(user_id, **claims)}"}
+
+
+def websocket_url(base_url: str) -> str:
+    return base_url.replace("http://", "ws://", 1) + "/graphql"
+
+
+def transport(base_url: str, token: str, **options: Any) -> WebsocketsTransport:
+    """gql's WebSocket transport, speaking graphql-transport-ws only."""
+    return WebsocketsTransport(
+        url=websocket_url(base_url),
+        init_payload={"Authorization": f"Bearer {token}"},
+        subprotocols=[WebsocketsTransport.GRAPHQLWS_SUBPROTOCOL],
+        **options,
+    )
+
+
+@asynccontextmanager
+async def websocket_session(
+    base_url: str, user_id: str, **claims: Any
+) -> AsyncIterator[AsyncClientSession]:
+    async with Client(transport=transport(base_url, hs256_token(user_id, **claims))) as session:
+        yield session
+
+
+async def subscribe(
+    session: AsyncClientSession, *, after: str | None = None
+) -> AsyncIterator[dict[str, Any]]:
+    """The taskEvents of a gql session, one dict each."""
+    async for result in session.subscribe(SUBSCRIPTION, variable_values={"after": after}):
+        yield result["taskEvents"]
+
+
+@asynccontextmanager
+async def rest_events(
+    http: httpx.AsyncClient,
+    user_id: str,
+    *,
+    after: str | None = None,
+    headers: dict[str, str] | None = None,
+) -> AsyncIterator[AsyncIterator[ServerSentEvent]]:
+    """GET /api/{user}/tasks/events, as an async iterator of its server-sent events."""
+    params = {} if after is None else {"after": after}
+    async with aconnect_sse(
+        http,
+        "GET",
+        f"/api/{user_id}/tasks/events",
+        params=params,
+        headers=headers if headers is not None else bearer(user_id),
+    ) as source:
+        assert source.response.status_code == 200, await source.response.aread()
+        yield source.aiter_sse()
+
+
+@asynccontextmanager
+async def graphql_events(
+    http: httpx.AsyncClient,
+    user_id: str,
+    *,
+    after: str | None = None,
+    headers: dict[str, str] | None = None,
+) -> AsyncIterator[AsyncIterator[ServerSentEvent]]:
+    """A GraphQL subscription over SSE (graphql-sse, distinct connections), its events."""
+    argument = "" if after is None else f'(after: "{after}")'
+    async with aconnect_sse(
+        http,
+        "POST",
+        "/graphql",
+        json={"query": SUBSCRIPTION_TEXT % argument},
+        headers=headers if headers is not None else bearer(user_id),
+    ) as source:
+        assert source.response.status_code == 200, await source.response.aread()
+        yield source.aiter_sse()
+
+
+def rest_event(sse: ServerSentEvent) -> dict[str, Any]:
+    """A REST stream event's data, checked against its id."""
+    data: dict[str, Any] = json.loads(sse.data)
+    assert sse.event == "message", sse
+    assert sse.id == data["cursor"]
+    return data
+
+
+def graphql_event(sse: ServerSentEvent) -> dict[str, Any]:
+    """A GraphQL-over-SSE `next` event's taskEvents."""
+    assert sse.event == "next", sse
+    payload = json.loads(sse.data)
+    assert "errors" not in payload, payload
+    event: dict[str, Any] = payload["data"]["taskEvents"]
+    return event
+
+
+async def create_tasks(http: httpx.AsyncClient, user_id: str, count: int) -> list[int]:
+    """`count` tasks created through REST; their ids."""
+    ids = []
+    for number in range(count):
+        response = await http.post(
+            f"/api/{user_id}/tasks", json={"title": f"task {number}"}, headers=bearer(user_id)
+        )
+        assert response.status_code == 201, response.text
+        ids.append(response.json()["id"])
+    return ids
+
+
+class Deadline:
+    """Seconds left until a point in time, for bounding waits in tests."""
+
+    def __init__(self, seconds: float) -> None:
+        self._at = time.monotonic() + seconds
+
+    def left(self) -> float:
+        return max(0.0, self._at - time.monotonic())
