@@ -316,6 +316,8 @@ class LiveConnection:
     def __init__(self, hub: EventHub, principal: Principal) -> None:
         self.principal = principal
         self.streams: set[EventStream] = set()
+        # Subscriptions being opened, which count towards the limit already.
+        self._opening = 0
         self._hub = hub
         self._closed = False
 
@@ -326,9 +328,13 @@ class LiveConnection:
         a cursor older than what is kept (or not of this stream) gets one resync event.
         """
         limit = self._hub.config.subscriptions_per_connection
-        if len(self.streams) >= limit:
+        if len(self.streams) + self._opening >= limit:
             raise TooManySubscriptions(f"At most {limit} subscriptions per connection")
-        stream = await self._hub.open_stream(self, after)
+        self._opening += 1
+        try:
+            stream = await self._hub.open_stream(self, after)
+        finally:
+            self._opening -= 1
         self.streams.add(stream)
         return stream
 

@@ -11,6 +11,7 @@ plain to see, and an event at or before the position is a duplicate, dropped.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import math
 import time
 from collections import deque
@@ -146,6 +147,7 @@ class EventStream:
 
     async def next(self, *, idle_seconds: float | None = None) -> TaskEvent | None:
         """The next event; None when none came for `idle_seconds`. Raises StreamEnded."""
+        idle_until = math.inf if idle_seconds is None else time.monotonic() + idle_seconds
         while True:
             if self._ended is not None:
                 raise self._ended
@@ -165,30 +167,27 @@ class EventStream:
             if self._behind and time.monotonic() >= self._retry_at:
                 await self._read()
                 continue
-            waited = await self._wait(self._next_wait(idle_seconds))
-            if not waited and not self._behind and time.time() < self._expires_at:
+            await self._wait(self._next_wait(idle_until))
+            if time.monotonic() >= idle_until:
                 return None
 
-    def _next_wait(self, idle_seconds: float | None) -> float:
-        limits = [self._expires_at - time.time()]
-        if idle_seconds is not None:
-            limits.append(idle_seconds)
+    def _next_wait(self, idle_until: float) -> float:
+        """Seconds until the token expires, the reader's patience ends or a read is due."""
+        now = time.monotonic()
+        limits = [self._expires_at - time.time(), idle_until - now]
         if self._behind:
-            limits.append(self._retry_at - time.monotonic())
+            limits.append(self._retry_at - now)
         return max(0.0, min(limits))
 
-    async def _wait(self, seconds: float) -> bool:
-        """Wait for a push or an end; False when `seconds` passed first."""
+    async def _wait(self, seconds: float) -> None:
+        """Wait for a push or an end, `seconds` at most."""
         self._wake.clear()
         if math.isinf(seconds):
             await self._wake.wait()
-            return True
-        try:
+            return
+        with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(seconds):
                 await self._wake.wait()
-        except TimeoutError:
-            return False
-        return True
 
     async def _read(self) -> None:
         """Read what follows the position from the database (one page)."""

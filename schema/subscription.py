@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncGenerator, Iterator
+from collections.abc import AsyncGenerator, AsyncIterator, Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from enum import Enum
@@ -17,6 +17,7 @@ from resolvers.context import ContextFactory
 from resolvers.errors import AppError, StreamEnded
 from resolvers.events import TaskEvent as DomainTaskEvent
 from resolvers.live import LiveConnection
+from resolvers.streams import EventStream
 from schema.extensions import MASKED_MESSAGE
 from schema.types import Task, as_graphql
 from schema.websocket import CloseSocket, close_for
@@ -92,9 +93,9 @@ class Subscription:
         "happens. Subscriptions need a WebSocket (graphql-transport-ws) or Accept: "
         "text/event-stream."
     )
-    async def task_events(
-        self, info: Info, after: str | None = None
-    ) -> AsyncGenerator[TaskEvent, None]:
+    async def task_events(self, info: Info, after: str | None = None) -> AsyncIterator[TaskEvent]:
+        # Subscribing before the stream starts makes a refusal (a bad cursor, a limit) an
+        # `error` message of graphql-transport-ws rather than an event.
         context = info.context
         live = context.live
         if not isinstance(context, StreamContext) or live is None:
@@ -105,21 +106,31 @@ class Subscription:
         try:
             stream = await live.subscribe(after=after)
         except StreamEnded as ended:
-            await _end(context, ended)
-            return
+            return _ended(context, ended)
         except AppError as error:
             raise GraphQLError(error.message, extensions={"code": error.code}) from error
-        try:
-            async for event in stream:
-                yield as_graphql_event(event)
-        except StreamEnded as ended:
-            await _end(context, ended)
-        except Exception as error:
-            log.exception("live stream failed (request %s)", context.request_id)
-            extensions = {"code": "INTERNAL_SERVER_ERROR", "requestId": context.request_id}
-            raise GraphQLError(MASKED_MESSAGE, extensions=extensions) from error
-        finally:
-            stream.close()
+        return _events(context, stream)
+
+
+async def _events(context: StreamContext, stream: EventStream) -> AsyncGenerator[TaskEvent, None]:
+    try:
+        async for event in stream:
+            yield as_graphql_event(event)
+    except StreamEnded as ended:
+        await _end(context, ended)
+    except Exception as error:
+        log.exception("live stream failed (request %s)", context.request_id)
+        extensions = {"code": "INTERNAL_SERVER_ERROR", "requestId": context.request_id}
+        raise GraphQLError(MASKED_MESSAGE, extensions=extensions) from error
+    finally:
+        stream.close()
+
+
+async def _ended(context: StreamContext, ended: StreamEnded) -> AsyncGenerator[TaskEvent, None]:
+    """A stream that ended before it began (an expired token, a shutdown)."""
+    await _end(context, ended)
+    return
+    yield
 
 
 class SubscriptionsOnly(SchemaExtension):

@@ -40,9 +40,7 @@ async def hubs(database_url: str) -> AsyncIterator[Hub]:
 
     async def hub(**limits: float) -> EventHub:
         database = await Database.open(config)
-        started = EventHub(
-            database, LiveConfig(**limits), listen=DatabaseConfig(url=database_url)
-        )
+        started = EventHub(database, LiveConfig(**limits), listen=DatabaseConfig(url=database_url))
         started.start()
         opened.append((started, database))
         await _until(lambda: started.listening)
@@ -106,8 +104,9 @@ async def test_a_cursor_gets_what_was_missed_then_live_events_in_order_once(hubs
     assert [e.kind for e in events] == ["created", "completion_toggled", "updated", "deleted"]
     assert [e.cursor for e in events] == ["1", "2", "3", "4"]
     assert [e.version for e in events] == [1, 2, 3, 3]
-    assert events[2].task is not None and events[2].task.title == "new"
-    assert events[3].task is None and events[3].task_id == task_id
+    assert events[2].task is not None
+    assert events[2].task.title == "new"
+    assert (events[3].task, events[3].task_id) == (None, task_id)
 
 
 async def test_without_a_cursor_only_new_events_come(hubs: Hub) -> None:
@@ -139,7 +138,8 @@ async def test_an_event_recorded_without_a_wake_up_arrives_with_the_next(
         await create(hub, user)
         events = await take(stream, 2)
     assert [e.cursor for e in events] == ["1", "2"]
-    assert events[0].task is not None and events[0].task.title == "silent"
+    assert events[0].task is not None
+    assert events[0].task.title == "silent"
 
 
 async def test_a_write_in_one_worker_reaches_a_stream_in_another(hubs: Hub) -> None:
