@@ -82,7 +82,14 @@ async def rest_events(
         headers=headers if headers is not None else bearer(user_id),
     ) as source:
         assert source.response.status_code == 200, await source.response.aread()
-        yield source.aiter_sse()
+        yield _dispatched(source.aiter_sse())
+
+
+async def _dispatched(events: AsyncIterator[ServerSentEvent]) -> AsyncIterator[ServerSentEvent]:
+    """The events a browser dispatches: a block without data (`retry:` alone) is none."""
+    async for event in events:
+        if event.data or event.event != "message":
+            yield event
 
 
 @asynccontextmanager
