@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
+import os
+import subprocess
+import sys
 import time
 import uuid
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from typing import Any
 
 import httpx
@@ -15,7 +19,8 @@ from gql.client import AsyncClientSession
 from gql.transport.websockets import WebsocketsTransport
 from httpx_sse import ServerSentEvent, aconnect_sse
 
-from tests.conftest import hs256_token
+from tests.conftest import JWT_SECRET, PROJECT_DIR, hs256_token
+from tests.support.servers import free_port
 
 SUBSCRIPTION = gql(
     "subscription Events($after: String) { taskEvents(after: $after) "
@@ -150,3 +155,81 @@ class Deadline:
 
     def left(self) -> float:
         return max(0.0, self._at - time.monotonic())
+
+
+@contextmanager
+def served(database_url: str, **env: str) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+    """`main.py serve` in a process of its own on a free port: its URL and the process."""
+    port = free_port()
+    environment = {
+        **os.environ,
+        "DATABASE_URL": database_url,
+        "JWT_SECRET": JWT_SECRET,
+        "PORT": str(port),
+        "LOG_LEVEL": "WARNING",
+        "DB_POOL_SIZE": "4",
+        **env,
+    }
+    process = subprocess.Popen(
+        [sys.executable, "main.py", "serve"], cwd=PROJECT_DIR, env=environment
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_until_healthy(url, process)
+        yield url, process
+    finally:
+        if process.poll() is None:
+            process.terminate()
+        process.wait(timeout=30)
+
+
+def wait_until_healthy(url: str, process: subprocess.Popen[bytes], seconds: float = 60) -> None:
+    deadline = time.monotonic() + seconds
+    while True:
+        try:
+            if httpx.get(f"{url}/healthz").status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        assert process.poll() is None, "the server exited"
+        assert time.monotonic() < deadline, "the server did not start"
+        time.sleep(0.1)
+
+
+async def resuming_websocket(
+    base_url: str, user_id: str, received: list[dict[str, Any]], stop: asyncio.Event
+) -> None:
+    """A gql subscriber that, whenever its connection ends, resumes from its last cursor."""
+    cursor = "0"
+    while not stop.is_set():
+        try:
+            async with websocket_session(base_url, user_id) as session:
+                async for event in subscribe(session, after=cursor):
+                    received.append(event)
+                    cursor = event["cursor"]
+        except Exception:
+            await asyncio.sleep(0.1)
+
+
+async def resuming_event_source(
+    base_url: str, user_id: str, received: list[dict[str, Any]], stop: asyncio.Event
+) -> None:
+    """An SSE subscriber of the REST stream that resumes with Last-Event-ID, as EventSource."""
+    cursor = "0"
+    async with httpx.AsyncClient(base_url=base_url, timeout=30) as http:
+        while not stop.is_set():
+            headers = {**bearer(user_id), "Last-Event-ID": cursor}
+            try:
+                async with rest_events(http, user_id, headers=headers) as events:
+                    async for sse in events:
+                        if sse.event == "error":
+                            break
+                        event = rest_event(sse)
+                        received.append(event)
+                        cursor = event["cursor"]
+            except (httpx.HTTPError, AssertionError):
+                await asyncio.sleep(0.1)
+
+
+def cursors(received: list[dict[str, Any]]) -> list[int]:
+    return [int(event["cursor"]) for event in received]
