@@ -38,6 +38,9 @@ def serve(app_factory: str, config: ServeConfig) -> int:
         "log_config": None,
         "access_log": False,
         "forwarded_allow_ips": config.forwarded_allow_ips,
+        # Task events are small JSON messages: compressing each saves little, and the zlib
+        # state per WebSocket (tens of KB) would be most of what an idle subscriber costs.
+        "ws_per_message_deflate": False,
     }
     if config.workers > 1 and workers.supported():
         return workers.serve(app_factory, config.host, config.port, config.workers, options)
