@@ -212,9 +212,14 @@ async def resuming_websocket(
 
 
 async def resuming_event_source(
-    base_url: str, user_id: str, received: list[dict[str, Any]], stop: asyncio.Event
+    base_url: str,
+    user_id: str,
+    received: list[dict[str, Any]],
+    stop: asyncio.Event,
+    endings: list[str] | None = None,
 ) -> None:
-    """An SSE subscriber of the REST stream that resumes with Last-Event-ID, as EventSource."""
+    """An SSE subscriber of the REST stream that resumes with Last-Event-ID, as EventSource;
+    the codes of the `error` events that ended its streams go to `endings`."""
     cursor = "0"
     async with httpx.AsyncClient(base_url=base_url, timeout=30) as http:
         while not stop.is_set():
@@ -223,6 +228,8 @@ async def resuming_event_source(
                 async with rest_events(http, user_id, headers=headers) as events:
                     async for sse in events:
                         if sse.event == "error":
+                            if endings is not None:
+                                endings.append(json.loads(sse.data)["code"])
                             break
                         event = rest_event(sse)
                         received.append(event)
