@@ -329,3 +329,56 @@ async def test_serve_refuses_to_start_without_a_jwt_key(tmp_path: Path) -> None:
     assert "JWT_JWKS_URL" in stderr
     assert "JWT_SECRET" in stderr
     assert os.listdir(tmp_path) == []
+
+
+@pytest.mark.parametrize(
+    "env",
+    [
+        {"DB_POOLER": "true"},
+        {"DATABASE_URL": "postgresql://u:p@ep-x-pooler.eu.aws.neon.tech/app"},
+    ],
+)
+def test_a_pooled_database_url_without_a_listen_url_is_refused(env: dict[str, str]) -> None:
+    with pytest.raises(ConfigError) as refused:
+        read_settings({"DATABASE_URL": DATABASE_URL, "JWT_SECRET": SECRET, **env})
+
+    assert "DATABASE_LISTEN_URL" in str(refused.value)
+
+
+def test_a_pooled_listen_url_is_refused() -> None:
+    with pytest.raises(ConfigError) as refused:
+        read_settings(
+            {
+                "DATABASE_URL": DATABASE_URL,
+                "JWT_SECRET": SECRET,
+                "DATABASE_LISTEN_URL": "postgresql://u:p@ep-x-pooler.eu.aws.neon.tech/app",
+            }
+        )
+
+    assert "DATABASE_LISTEN_URL" in str(refused.value)
+
+
+def test_a_pooled_database_url_with_a_direct_listen_url_is_accepted() -> None:
+    direct = "postgresql://u:p@ep-x.eu.aws.neon.tech/app"
+    settings = read_settings(
+        {
+            "DATABASE_URL": "postgresql://u:p@ep-x-pooler.eu.aws.neon.tech/app",
+            "JWT_SECRET": SECRET,
+            "DATABASE_LISTEN_URL": direct,
+        }
+    )
+
+    assert settings.listen_url == direct
+
+
+def test_a_cors_origin_that_is_not_an_origin_is_refused() -> None:
+    with pytest.raises(ConfigError) as refused:
+        read_settings(
+            {
+                "DATABASE_URL": DATABASE_URL,
+                "JWT_SECRET": SECRET,
+                "CORS_ORIGINS": "https://app.example.com/path",
+            }
+        )
+
+    assert "CORS_ORIGINS" in str(refused.value)
