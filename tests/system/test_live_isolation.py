@@ -1,6 +1,7 @@
-"""Isolation of live updates, by a random plan: users subscribe through every stream (WebSocket,
-GraphQL over SSE, REST SSE) and write through both doors, 5,000 writes in all, a few aimed at
-other users' tasks. Each subscription must get exactly its own user's events, in order."""
+"""Isolation of live updates, a property tested on a random plan: users subscribe through
+every stream (WebSocket, GraphQL over SSE, REST SSE) and write through both doors, 5,000
+events in all, with writes aimed at other users' tasks among them. Each subscription must
+get exactly its own user's events, in order."""
 
 from __future__ import annotations
 
@@ -13,8 +14,6 @@ from typing import Any
 
 import httpx
 import pytest
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
 
 from tests.support.streams import (
     bearer,
@@ -31,7 +30,7 @@ from tests.support.streams import (
 pytestmark = pytest.mark.slow
 
 USERS = 12
-WRITES = int(os.environ.get("LIVE_ISOLATION_WRITES", "5000"))
+EVENTS = int(os.environ.get("LIVE_ISOLATION_EVENTS", "5000"))
 CONCURRENT_USERS = 12
 STREAMS = ("websocket", "graphql-sse", "rest-sse")
 
@@ -183,15 +182,14 @@ async def _delete(http: httpx.AsyncClient, user: User, task_id: int, graphql: bo
         assert response.status_code == 204, response.text
 
 
-@settings(max_examples=1, deadline=None, suppress_health_check=list(HealthCheck))
-@given(rng=st.randoms(use_true_random=False))
-def test_every_subscription_gets_exactly_its_users_events(
-    base_url: str, rng: random.Random
-) -> None:
-    asyncio.run(_run(base_url, rng))
+def test_every_subscription_gets_exactly_its_users_events(base_url: str) -> None:
+    # A new plan each run (writers interleave differently each time anyway); the seed in a
+    # failure's message, given as LIVE_ISOLATION_SEED, draws the same plan again.
+    seed = int(os.environ.get("LIVE_ISOLATION_SEED") or random.randrange(2**32))
+    asyncio.run(_run(base_url, random.Random(seed), seed))
 
 
-async def _run(base_url: str, rng: random.Random) -> None:
+async def _run(base_url: str, rng: random.Random, seed: int) -> None:
     # The first users cover every stream; the others take one to three at random.
     users = [
         User(
@@ -209,14 +207,14 @@ async def _run(base_url: str, rng: random.Random) -> None:
                 asyncio.create_task(_listen(base_url, user, stream, seen[index, number], ready))
             )
             await asyncio.wait_for(ready.wait(), 10)
-    writes_per_user = [WRITES // USERS + (n < WRITES % USERS) for n in range(USERS)]
+    events_per_user = [EVENTS // USERS + (n < EVENTS % USERS) for n in range(USERS)]
 
     async def writer(user: User, count: int) -> None:
         async with httpx.AsyncClient(base_url=base_url, timeout=30) as http:
-            for _ in range(count):
+            while len(user.written) < count:
                 await _write(http, user, users, rng)
 
-    await asyncio.gather(*(writer(u, n) for u, n in zip(users, writes_per_user, strict=True)))
+    await asyncio.gather(*(writer(u, n) for u, n in zip(users, events_per_user, strict=True)))
     expected = {
         index: [(n, kind, task_id) for n, (kind, task_id) in enumerate(user.written, start=1)]
         for index, user in enumerate(users)
@@ -228,6 +226,6 @@ async def _run(base_url: str, rng: random.Random) -> None:
     await asyncio.sleep(0.5)  # anything extra would arrive now
     for listener in listeners:
         listener.cancel()
-    assert sum(len(user.written) for user in users) >= WRITES * 0.9
+    assert sum(len(user.written) for user in users) == EVENTS
     for (index, number), got in seen.items():
-        assert got == expected[index], (users[index].id, users[index].streams[number])
+        assert got == expected[index], (seed, users[index].id, users[index].streams[number])
