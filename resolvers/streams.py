@@ -23,6 +23,8 @@ from resolvers.errors import SlowConsumer, StreamEnded, TokenExpired
 from resolvers.events import TaskEvent, resync_event
 
 _FIRST_RETRY_SECONDS = 0.2
+# The shared empty queue of a stream that has nothing queued; never appended to.
+_NOTHING: deque[TaskEvent] = deque(maxlen=0)
 _MAX_RETRY_SECONDS = 5.0
 
 
@@ -63,8 +65,9 @@ class EventStream:
         self._head = 0
         self._started = False
         # Events pushed but not delivered; and events read, to deliver before anything else.
-        self._live: deque[TaskEvent] = deque()
-        self._replay: deque[TaskEvent] = deque()
+        # Made when first needed: most subscriptions sit idle, and each empty deque is 0.6 KB.
+        self._live: deque[TaskEvent] = _NOTHING
+        self._replay: deque[TaskEvent] = _NOTHING
         # Whether to read the database before delivering live events, and whether live
         # events were left to such a read while one was going on.
         self._behind = False
@@ -99,7 +102,7 @@ class EventStream:
             self._last = head
             if after is not None:
                 # A cursor this stream never gave (another database, a restore): start over.
-                self._replay.append(resync_event(head))
+                self._replay = deque([resync_event(head)])
         else:
             self._last = after
         self._behind = self._skipped or self._last < head
@@ -114,6 +117,8 @@ class EventStream:
             # A read of the database is due anyway, and will include these.
             self._skipped = True
         else:
+            if self._live is _NOTHING:
+                self._live = deque()
             self._live.extend(events)
             if len(self._live) > self._max_backlog:
                 self.end(
@@ -126,8 +131,7 @@ class EventStream:
         """End the stream: the reader gets `reason` instead of the next event."""
         if self._ended is None:
             self._ended = reason
-            self._live.clear()
-            self._replay.clear()
+            self._live = self._replay = _NOTHING
             self._wake.set()
 
     def close(self) -> None:
@@ -162,7 +166,7 @@ class EventStream:
             if live:
                 if live[0].position == self._last + 1:
                     return self._deliver(live.popleft(), live=True)
-                live.clear()
+                self._live = _NOTHING
                 self._behind = True
             if self._behind and time.monotonic() >= self._retry_at:
                 await self._read()
@@ -204,8 +208,8 @@ class EventStream:
             self._retry_seconds = min(self._retry_seconds * 2, _MAX_RETRY_SECONDS)
             return
         self._retry_seconds = _FIRST_RETRY_SECONDS
-        if self._ended is None:
-            self._replay.extend(events)
+        if self._ended is None and events:
+            self._replay = deque(events)
         # A resync is followed by a read past it, which finds what came after its head.
         resynced = bool(events) and events[0].kind == "resync"
         self._behind = resynced or len(events) >= source.page_size or self._skipped
