@@ -1197,8 +1197,9 @@ async def test_rest_openapi_document_describes_the_routes(
         ("PUT", "/api/{user_id}/tasks/{task_id}"),
         ("DELETE", "/api/{user_id}/tasks/{task_id}"),
         ("PATCH", "/api/{user_id}/tasks/{task_id}/complete"),
+        ("GET", "/api/{user_id}/tasks/events"),
     }
-    assert len({op["operationId"] for op in _operations(document)}) == 6
+    assert len({op["operationId"] for op in _operations(document)}) == 7
     schemes = document["components"]["securitySchemes"]
     assert schemes["bearer"] == {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}
     for ref in _refs(document):
