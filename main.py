@@ -25,11 +25,12 @@ from db import migrate
 from db.embedded import database_url_or_embedded
 from db.engine import Database, DatabaseConfig, create_engine
 from db.errors import DatabaseMisconfigured, DatabaseUnavailable, SchemaNotCurrent
-from db.url import is_pooler_host
+from db.url import is_pooler_host, translate_url
 from resolvers.auth import AuthConfig, TokenVerifier, sign_development_token
 from resolvers.context import DEFAULT_BULK_MAX_TASKS, Admission, Context, ContextFactory
 from resolvers.documents import DocumentStore
 from resolvers.errors import AppError
+from resolvers.live import EventHub, LiveConfig
 from resolvers.ratelimit import RateLimitConfig, RateLimiter, SharedRateLimiter
 from resolvers.retention import RetentionConfig, RetentionJanitor
 from rest_compat import docs, openapi
@@ -41,9 +42,12 @@ from schema.graphiql import GraphiQL
 from schema.http import GRAPHQL_PATH, GraphQLEndpoint, graphql_error_body
 from schema.persisted import MODES, ManifestError, PersistedQueries, read_manifest
 from schema.persisted import Mode as PersistedMode
+from schema.streams import StreamingGraphQL, allowed_origins
+from schema.streams import routes as graphql_routes
 from server import health, metrics
 from server.cors import allowed_headers, cors
 from server.devmode import development_secret, print_banner
+from server.drain import DRAIN
 from server.guards import BodySizeLimit, SecurityHeaders, asset_origin
 from server.logs import configure_logging
 from server.serve import ServeConfig, freeze_startup_objects, serve
@@ -58,6 +62,7 @@ MIGRATE_COMMAND = "taskql migrate"
 # `serve`'s exit status when the database is not fit to serve (schema, login): a process
 # manager may treat it as final (systemd: RestartPreventExitStatus=3) instead of looping.
 EXIT_DATABASE_NOT_READY = 3
+DEFAULT_LIVE = LiveConfig()
 
 
 SETTINGS = (
@@ -257,6 +262,35 @@ SETTINGS = (
         "from. Removed within about a minute after.",
     ),
     Setting(
+        "DATABASE_LISTEN_URL",
+        None,
+        "Direct (non-pooled) URL of the connection each worker LISTENs on for live updates; "
+        "required when DATABASE_URL goes through a transaction pooler (DB_POOLER, Neon's "
+        "`-pooler` host), where LISTEN receives nothing. Unset: DATABASE_URL.",
+    ),
+    Setting(
+        "LIVE_CONNECTIONS_PER_USER",
+        str(DEFAULT_LIVE.connections_per_user),
+        "Live connections (WebSockets, event streams) one user may hold per worker; more are "
+        "refused (HTTP 429, WebSocket close 4429).",
+    ),
+    Setting(
+        "LIVE_SUBSCRIPTIONS_PER_CONNECTION",
+        str(DEFAULT_LIVE.subscriptions_per_connection),
+        "Subscriptions one WebSocket may carry at once; more get TOO_MANY_SUBSCRIPTIONS.",
+    ),
+    Setting(
+        "LIVE_MAX_BACKLOG",
+        str(DEFAULT_LIVE.max_backlog),
+        "Events that may wait for one slow subscriber; past it the stream ends with its cursor "
+        "(SLOW_CONSUMER; WebSocket close 1013) and the client resumes from there.",
+    ),
+    Setting(
+        "LIVE_HEARTBEAT_SECONDS",
+        "15",
+        "Seconds between keep-alive comments on idle event streams (SSE).",
+    ),
+    Setting(
         "FORWARDED_ALLOW_IPS",
         "127.0.0.1",
         "Proxies whose X-Forwarded-For/-Proto headers are trusted (comma-separated, `*`: any).",
@@ -303,6 +337,10 @@ class Settings:
     forwarded_allow_ips: str
     rate_limit: RateLimitConfig
     retention: RetentionConfig
+    # None: DATABASE_URL (or the embedded server) also serves LISTEN.
+    listen_url: str | None
+    live: LiveConfig
+    live_heartbeat_seconds: float
 
     @property
     def embedded(self) -> bool:
@@ -343,6 +381,12 @@ def read_settings(env: Mapping[str, str]) -> Settings:
     burst = read.integer("RATE_LIMIT_BURST", 1) if read.text("RATE_LIMIT_BURST") else per_minute
     store = read.choice("RATE_LIMIT_STORE", ("database", "memory", "auto"))
     shared = store == "database" or (store == "auto" and database_url is not None)
+    pool_size = read.integer("DB_POOL_SIZE", 1)
+    cors_origins = read.items("CORS_ORIGINS")
+    try:
+        allowed_origins(cors_origins)
+    except ValueError as error:
+        raise ConfigError(f"CORS_ORIGINS: {error}") from None
     return Settings(
         database_url=database_url,
         migration_url=read.text("DATABASE_MIGRATION_URL") or database_url,
@@ -357,7 +401,7 @@ def read_settings(env: Mapping[str, str]) -> Settings:
             issuer=read.text("JWT_ISSUER"),
             audience=read.text("JWT_AUDIENCE"),
         ),
-        pool_size=read.integer("DB_POOL_SIZE", 1),
+        pool_size=pool_size,
         pool_timeout=read.seconds("DB_POOL_TIMEOUT"),
         connect_timeout=read.seconds("DB_CONNECT_TIMEOUT"),
         statement_timeout=read.seconds("DB_STATEMENT_TIMEOUT"),
@@ -373,7 +417,7 @@ def read_settings(env: Mapping[str, str]) -> Settings:
         persisted_queries=cast(PersistedMode, read.choice("GRAPHQL_PERSISTED_QUERIES", MODES)),
         persisted_max_documents=read.integer("GRAPHQL_PERSISTED_MAX_DOCUMENTS", 0),
         bulk_max_tasks=read.integer("BULK_MAX_TASKS", 1, 100_000),
-        cors_origins=read.items("CORS_ORIGINS"),
+        cors_origins=cors_origins,
         cors_allow_headers=allowed_headers(read.items("CORS_ALLOW_HEADERS")),
         log_level=(read.text("LOG_LEVEL") or "INFO").upper(),
         max_body_bytes=read.integer("MAX_BODY_BYTES", 1),
@@ -393,7 +437,44 @@ def read_settings(env: Mapping[str, str]) -> Settings:
             event_seconds=read.seconds("EVENT_RETENTION_SECONDS"),
             idempotency_key_seconds=read.seconds("IDEMPOTENCY_KEY_SECONDS"),
         ),
+        listen_url=_listen_url(read, database_url),
+        live=LiveConfig(
+            connections_per_user=read.integer("LIVE_CONNECTIONS_PER_USER", 1),
+            subscriptions_per_connection=read.integer("LIVE_SUBSCRIPTIONS_PER_CONNECTION", 1),
+            max_backlog=read.integer("LIVE_MAX_BACKLOG", 1),
+            concurrent_reads=max(2, pool_size // 4),
+        ),
+        live_heartbeat_seconds=read.seconds("LIVE_HEARTBEAT_SECONDS"),
     )
+
+
+def _listen_url(read: Environment, database_url: str | None) -> str | None:
+    """DATABASE_LISTEN_URL, which must be set, and direct, where LISTEN would hear nothing."""
+    listen_url = read.text("DATABASE_LISTEN_URL")
+    if listen_url is not None:
+        if _pooler_host(listen_url, "DATABASE_LISTEN_URL"):
+            raise ConfigError(
+                "DATABASE_LISTEN_URL must be a direct URL: LISTEN through a transaction pooler "
+                "(a -pooler host) receives nothing; use the host without -pooler"
+            )
+        return listen_url
+    pooler = read.flag("DB_POOLER")
+    if database_url is not None and (
+        pooler or (pooler is None and _pooler_host(database_url, "DATABASE_URL"))
+    ):
+        raise ConfigError(
+            "DATABASE_URL goes through a transaction pooler, where LISTEN receives nothing and "
+            "live updates would never arrive: set DATABASE_LISTEN_URL to the direct URL "
+            "(on Neon, the same URL without -pooler in the host)"
+        )
+    return None
+
+
+def _pooler_host(url: str, name: str) -> bool:
+    try:
+        return is_pooler_host(translate_url(url).host)
+    except ValueError as error:
+        raise ConfigError(f"{name}: {error}") from None
 
 
 def _migrate_on_start(read: Environment) -> bool:
@@ -449,7 +530,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
             configuration := effective_configuration(settings),
             extra={"fields": {"configuration": configuration}},
         )
-        async with _open_database(settings) as database:
+        async with _open_database(settings) as (database, url):
             pool_watch = metrics.watch_pool(database)
             verifier = TokenVerifier(settings.auth, on_jwks_fetch=metrics.jwks_fetched)
             rate_limiter = _rate_limiter(settings.rate_limit, database)
@@ -457,6 +538,13 @@ def create_app(settings: Settings | None = None) -> Starlette:
                 database, settings.retention, on_purge=metrics.retention_purged
             )
             janitor.start()
+            hub = EventHub(
+                database,
+                settings.live,
+                listen=settings.database(settings.listen_url or url),
+                metrics=metrics.LiveUpdateMetrics(),
+            )
+            hub.start()
             freeze_startup_objects()
             metrics.process_started()
             try:
@@ -467,12 +555,15 @@ def create_app(settings: Settings | None = None) -> Starlette:
                         on_database_unavailable=metrics.database_unavailable,
                         rate_limiter=rate_limiter,
                         bulk_max_tasks=settings.bulk_max_tasks,
+                        hub=hub,
                     ),
                     "database": database,
                     "janitor": janitor,
                     "documents": _document_store(settings),
+                    DRAIN: hub.drain,
                 }
             finally:
+                await hub.close()
                 await janitor.stop()
                 pool_watch.cancel()
                 await verifier.aclose()
@@ -488,10 +579,16 @@ def create_app(settings: Settings | None = None) -> Starlette:
             is_valid=schema.is_valid_document,
         ),
     )
+    streams = StreamingGraphQL(
+        schema,
+        allowed_origins=settings.cors_origins,
+        heartbeat_seconds=settings.live_heartbeat_seconds,
+    )
     return Starlette(
         routes=[
             *health.routes,
-            *graphql.routes(),
+            *graphql_routes(graphql, streams),
+            *rest_routes.event_routes(heartbeat_seconds=settings.live_heartbeat_seconds),
             *rest_routes.routes,
             *openapi.routes(
                 max_body_bytes=settings.max_body_bytes,
@@ -523,8 +620,9 @@ def create_app(settings: Settings | None = None) -> Starlette:
 
 
 @asynccontextmanager
-async def _open_database(settings: Settings) -> AsyncIterator[Database]:
-    """The operations' database: DATABASE_URL's, or the embedded one, started and migrated."""
+async def _open_database(settings: Settings) -> AsyncIterator[tuple[Database, str]]:
+    """The operations' database and its URL: DATABASE_URL's, or the embedded one, started and
+    migrated."""
     async with database_url_or_embedded(
         settings.database_url, settings.data_dir / "postgres"
     ) as url:
@@ -532,7 +630,7 @@ async def _open_database(settings: Settings) -> AsyncIterator[Database]:
             await migrate.upgrade_database(settings.database(url))
         database = await Database.open(settings.database(url), upgrade=_upgrade(settings))
         try:
-            yield database
+            yield database, url
         finally:
             await database.close()
 
@@ -655,7 +753,7 @@ def _read_manifest(settings: Settings, manifest_path: Path) -> dict[str, str] | 
 
 async def _register_documents(settings: Settings, documents: dict[str, str]) -> int:
     """Register a frontend's documents in the database, for every instance to find."""
-    async with _open_database(settings) as database:
+    async with _open_database(settings) as (database, _url):
         try:
             added = await _document_store(settings).register(
                 Context(database=database, principal=None), documents=documents

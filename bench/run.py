@@ -36,6 +36,8 @@ import psutil
 PROJECT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(PROJECT))
 
+import live  # noqa: E402  (bench/live.py, beside this script)
+
 from db.embedded import start_embedded_postgres  # noqa: E402
 from db.engine import DatabaseConfig, create_engine  # noqa: E402
 from db.migrate import upgrade  # noqa: E402
@@ -96,6 +98,12 @@ PERSISTED_EXTENSIONS = {"persistedQuery": {"version": 1, "sha256Hash": LIST_HASH
 BULK_TASKS = 1000
 # Browsers open at most 6 connections to one host over HTTP/1.1.
 BROWSER_CONNECTIONS = 6
+# Live updates (bench/live.py): subscribers over graphql-transport-ws while REST writes land.
+LIVE_SCENARIOS = {
+    "live: 1,000 subscribers, one per user, 200 writes/s": "many",
+    "live: one user with 100 connections, 50 writes/s": "one",
+    "live: 10,000 idle subscribers": "idle",
+}
 # The floor implements list, create and toggle; the GraphQL scenarios compare with the
 # floor doing the same database work through its REST-shaped routes.
 WARM_UP_SECONDS = 2
@@ -548,6 +556,9 @@ def main() -> int:
         "(0: none)",
     )
     parser.add_argument(
+        "--live-seconds", type=float, default=20, help="seconds of writes per live scenario"
+    )
+    parser.add_argument(
         "--api-env",
         nargs="*",
         default=[],
@@ -573,6 +584,7 @@ def main() -> int:
     scenarios = [
         s for s in SCENARIOS if not args.only or any(word in s.description for word in args.only)
     ]
+    live_results: list[live.LiveResult] = []
     with database(args) as url:
         readers, writers = asyncio.run(seed(url, args.users, args.tasks))
         data = write_lua_data(readers, writers)
@@ -628,13 +640,45 @@ def main() -> int:
             if args.bulk_rounds:
                 cleared = measure_clearing(api_port, api, url, args.bulk_rounds)
             soaked = soak(api_port, api, args.soak, args.connections, data) if args.soak else ""
-    if args.rounds > 0:
+            wanted = [
+                name
+                for name in LIVE_SCENARIOS
+                if not args.only or any(word in name for word in args.only)
+            ]
+            live_results = asyncio.run(run_live(wanted, api_port, api, args)) if wanted else []
+    if args.rounds > 0 and rows:
         print(report(rows, args) + ("\n" if soaked or cleared else ""))
     if cleared:
         print(cleared + ("\n" if soaked else ""))
     if soaked:
-        print(soaked)
+        print(soaked + "\n")
+    if live_results:
+        print(live.report(live_results))
     return 0
+
+
+async def run_live(
+    names: list[str], port: int, api: psutil.Process, args: argparse.Namespace
+) -> list[live.LiveResult]:
+    """The live-update scenarios, one after another, against the running API."""
+    base, ws_url = f"http://127.0.0.1:{port}", f"ws://127.0.0.1:{port}/graphql"
+    results = []
+    for name in names:
+        kind = LIVE_SCENARIOS[name]
+        print(f"{name} ...", file=sys.stderr, flush=True)
+        if kind == "many":
+            users = [f"live-{n}" for n in range(1000)]
+            result = await live.delivery(
+                name, ws_url, base, SECRET, users, 1, 200, args.live_seconds
+            )
+        elif kind == "one":
+            result = await live.delivery(
+                name, ws_url, base, SECRET, ["live-one"], 100, 50, args.live_seconds
+            )
+        else:
+            result = await live.idle(name, ws_url, SECRET, api, 10_000)
+        results.append(result)
+    return results
 
 
 if __name__ == "__main__":

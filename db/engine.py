@@ -89,6 +89,13 @@ def _target(config: DatabaseConfig) -> _Target:
     return _Target(dsn, target.url, connect_args, pooled, target.hosts)
 
 
+def direct_connection(config: DatabaseConfig) -> tuple[str, dict[str, Any]]:
+    """The DSN and asyncpg.connect() keywords of a session of its own on `config`'s server,
+    outside the pool (LISTEN needs one: db/listen.py); `config.url` must not be pooled."""
+    target = _target(replace(config, pooler=False))
+    return target.dsn, target.connect_args
+
+
 def create_engine(config: DatabaseConfig) -> AsyncEngine:
     """A SQLAlchemy engine, for migrations and administration (requests use a Database)."""
     target = _target(config)

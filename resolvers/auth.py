@@ -8,7 +8,7 @@ import math
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Final
 
 import httpx
@@ -60,9 +60,11 @@ class AuthConfig:
 
 @dataclass(frozen=True, slots=True)
 class Principal:
-    """The authenticated user: the verified token's subject."""
+    """The authenticated user: the verified token's subject, until the token's expiry."""
 
     user_id: str
+    # `exp` as a Unix time: live streams end then (requests check it when they arrive).
+    expires_at: float = field(default=math.inf, compare=False)
 
 
 def bearer_token(authorization: str | None) -> str | None:
@@ -209,7 +211,8 @@ def _principal_from(claims: Mapping[str, Any]) -> tuple[Principal, float]:
     # refused because the subject becomes a PostgreSQL text value.
     if not isinstance(subject, str) or not subject.strip() or "\x00" in subject:
         raise Unauthenticated("Token subject is invalid")
-    return Principal(user_id=subject), float(claims["exp"])
+    expires_at = float(claims["exp"])
+    return Principal(user_id=subject, expires_at=expires_at), expires_at
 
 
 class TokenVerifier:

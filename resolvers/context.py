@@ -30,6 +30,7 @@ from resolvers.errors import (
     Unauthenticated,
 )
 from resolvers.idempotency import key_from_header
+from resolvers.live import EventHub, LiveConnection
 
 # Most tasks one bulk change may touch (BULK_MAX_TASKS): one statement holds their locks and
 # writes their events, so it must finish well within the statement timeout.
@@ -48,6 +49,8 @@ class Context:
     # The request's Idempotency-Key header, checked; each door decides which writes it covers.
     idempotency_key: str | None = None
     bulk_max_tasks: int = DEFAULT_BULK_MAX_TASKS
+    # This worker's live updates, told of every committed write; None: nobody listens.
+    hub: EventHub | None = None
     # Set by a write that replayed the stored outcome of an earlier request with the same
     # idempotency key instead of writing again; the doors mark such responses as replays.
     replayed: bool = field(default=False, init=False)
@@ -75,6 +78,12 @@ class Context:
             )
         by_id = {task.id: task for task in map(task_from_row, found)}
         return [by_id.get(task_id) for task_id in task_ids]
+
+    def live_connection(self) -> LiveConnection:
+        """A live connection of the viewer's (for subscriptions); refused past the limits."""
+        if self.hub is None:
+            raise ServiceUnavailable("Live updates are not available here", retry_after=60)
+        return self.hub.connect(self.viewer)
 
     @asynccontextmanager
     async def connection(self) -> AsyncIterator[Connection]:
@@ -127,6 +136,7 @@ class ContextFactory:
     # None: no rate limit, and no cost on the request path.
     rate_limiter: Admission | None = None
     bulk_max_tasks: int = DEFAULT_BULK_MAX_TASKS
+    hub: EventHub | None = None
 
     async def __call__(
         self,
@@ -149,4 +159,5 @@ class ContextFactory:
             on_database_unavailable=self.on_database_unavailable,
             idempotency_key=None if principal is None else key_from_header(idempotency_key),
             bulk_max_tasks=self.bulk_max_tasks,
+            hub=self.hub,
         )

@@ -151,3 +151,47 @@ class ServiceUnavailable(RetryLater):
 
     code = "SERVICE_UNAVAILABLE"
     status = 503
+
+
+class TooManyConnections(RetryLater):
+    """The viewer already has as many live connections on this worker as it allows."""
+
+    code = "TOO_MANY_CONNECTIONS"
+    status = 429
+
+
+class TooManySubscriptions(AppError):
+    """This connection already carries as many subscriptions as one may."""
+
+    code = "TOO_MANY_SUBSCRIPTIONS"
+    status = 429
+
+
+class StreamEnded(AppError):
+    """The server ended a live stream; the client resumes after `cursor` (its last event)."""
+
+    code = "STREAM_ENDED"
+    status = 503
+
+    def __init__(self, message: str, *, cursor: str) -> None:
+        super().__init__(message)
+        self.cursor = cursor
+
+
+class TokenExpired(StreamEnded):
+    """The token the stream was opened with expired: resume with a fresh one."""
+
+    code = "TOKEN_EXPIRED"
+    status = 401
+
+
+class SlowConsumer(StreamEnded):
+    """The client read too slowly: more events waited for it than the backlog allows."""
+
+    code = "SLOW_CONSUMER"
+
+
+class ShuttingDown(StreamEnded):
+    """This server process is stopping; another will serve the resumed stream."""
+
+    code = "SHUTTING_DOWN"

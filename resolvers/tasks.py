@@ -62,7 +62,7 @@ async def create_task(
             completed=new.completed,
             idempotency=idempotency,
         )
-    return task_from_row(_written(ctx, outcome))
+    return task_from_row(_written(ctx, outcome, owner_id))
 
 
 async def list_tasks(
@@ -186,6 +186,9 @@ async def _bulk(
         outcome = await change(conn, owner_id, selected, ctx.bulk_max_tasks)
     if outcome.too_many:
         raise TooManyTasks(ctx.bulk_max_tasks)
+    if outcome.tasks and ctx.hub is not None:
+        # Committed, with one event per changed task: live streams are woken to read them.
+        ctx.hub.changed(owner_id)
     return outcome.tasks
 
 
@@ -288,15 +291,21 @@ async def _write(
         outcome = await write(conn, owner_id, checked_id)
         if outcome is None:
             await _explain_miss(conn, owner_id, checked_id, expected_version)
-        return _written(ctx, outcome)
+    return _written(ctx, outcome, owner_id)
 
 
-def _written(ctx: Context, outcome: WriteOutcome) -> Row:
-    """The written (or replayed) task's row; a key used before for another request is refused."""
+def _written(ctx: Context, outcome: WriteOutcome, owner_id: str) -> Row:
+    """The written (or replayed) task's row; a key used before for another request is refused.
+
+    Called once the write committed: its event is in the owner's stream, and live streams
+    are woken to read it (a replay recorded nothing new).
+    """
     if outcome.key_reused:
         raise IdempotencyKeyReused()
     assert outcome.task is not None
     ctx.replayed = outcome.replayed
+    if ctx.hub is not None and not outcome.replayed:
+        ctx.hub.changed(owner_id)
     return outcome.task
 
 

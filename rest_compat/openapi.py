@@ -8,6 +8,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from resolvers.events import CURSOR_PATTERN
 from resolvers.idempotency import KEY_HEADER_PATTERN
 from resolvers.pagination import MAX_PAGE_SIZE
 from resolvers.validation import (
@@ -17,6 +18,7 @@ from resolvers.validation import (
     TITLE_WHITESPACE,
 )
 from rest_compat.bodies import json_response
+from rest_compat.events import MEDIA_TYPE, TOKEN_PARAMETER
 from rest_compat.listing import FILTER_PARAMETERS, MAX_OFFSET, SORTS
 from rest_compat.routes import IDEMPOTENCY_KEY, IF_MATCH_PATTERN, REPLAYED
 
@@ -218,6 +220,44 @@ def _bulk_description(max_tasks: int) -> str:
     )
 
 
+_CURSOR = {"type": "string", "pattern": f"^{CURSOR_PATTERN.pattern}$"}
+_EVENT_PARAMETERS = [
+    _query(
+        "after",
+        "Resume after this cursor (an event's `id`): every event since that is still kept "
+        "comes first, in order. `0`: from the start of what is kept. Absent: new events only.",
+        _CURSOR,
+    ),
+    {
+        "name": "Last-Event-ID",
+        "in": "header",
+        "required": False,
+        "description": "What EventSource sends when it reconnects; wins over `after`.",
+        "schema": _CURSOR,
+    },
+    _query(
+        TOKEN_PARAMETER,
+        "The bearer token, for clients that cannot send headers (a browser's EventSource); "
+        "prefer the Authorization header elsewhere, as URLs end up in logs.",
+        {"type": "string"},
+    ),
+]
+_EVENT_STREAM = {
+    "description": "Server-sent events until the server ends the stream. Each change is an "
+    "event whose `id` is its cursor and whose `data` is a TaskEvent (JSON); a `resync` event "
+    "says the events after your cursor are no longer kept: fetch your tasks again and go on "
+    "from its cursor. A comment line (`: keep-alive`) comes every LIVE_HEARTBEAT_SECONDS when "
+    "nothing happens. The server says why it ends a stream in an `error` event whose data is "
+    "a StreamError (TOKEN_EXPIRED: reconnect with a fresh token and `after` set to its "
+    "cursor; SLOW_CONSUMER; SHUTTING_DOWN); EventSource then reconnects by itself.",
+    "content": {MEDIA_TYPE: {"schema": {"type": "string"}}},
+}
+# The event stream can always meet the limit on live connections, rate limit or not.
+_TOO_MANY_STREAMS = _error(
+    "Too many live connections of your user (LIVE_CONNECTIONS_PER_USER), or too many "
+    "requests (RATE_LIMIT_PER_MINUTE, when set)",
+    headers={"Retry-After": _RETRY_AFTER},
+)
 _TASK_LIST = {
     **_json(
         "Your matching tasks, oldest first unless `sort` says otherwise",
@@ -266,6 +306,11 @@ def openapi_document(
         content = {"application/json": {"schema": {"$ref": _REF + schema}}}
         return {"required": True, "content": content}
 
+    stream_responses = {
+        "200": _EVENT_STREAM,
+        **{status: errors[status] for status in ("401", "403", "413", "422", "503")},
+        "429": _TOO_MANY_STREAMS,
+    }
     task_path = _params("user_id", "task_id")
     return {
         "openapi": "3.1.0",
@@ -329,6 +374,15 @@ def openapi_document(
                             )
                         }
                     ),
+                },
+            },
+            "/api/{user_id}/tasks/events": {
+                "parameters": _params("user_id"),
+                "get": {
+                    "summary": "Stream your task events (server-sent events)",
+                    "operationId": "streamTaskEvents",
+                    "parameters": _EVENT_PARAMETERS,
+                    "responses": dict(sorted(stream_responses.items())),
                 },
             },
             "/api/{user_id}/tasks/{task_id}": {
@@ -436,6 +490,40 @@ def openapi_document(
                     "type": "object",
                     "required": ["detail"],
                     "properties": {"detail": {"type": "string"}},
+                },
+                "TaskEvent": {
+                    "type": "object",
+                    "description": "The data of a stream event.",
+                    "required": ["kind", "cursor", "task_id", "version", "task"],
+                    "properties": {
+                        "kind": {
+                            "enum": [
+                                "created",
+                                "updated",
+                                "completion_toggled",
+                                "deleted",
+                                "resync",
+                            ]
+                        },
+                        "cursor": _CURSOR,
+                        "task_id": {"anyOf": [{"type": "integer"}, {"type": "null"}]},
+                        "version": {"anyOf": [{"type": "integer"}, {"type": "null"}]},
+                        "task": {
+                            "description": "The task as the change left it; null for a "
+                            "deletion and a resync.",
+                            "anyOf": [_TASK, {"type": "null"}],
+                        },
+                    },
+                },
+                "StreamError": {
+                    "type": "object",
+                    "description": "The data of the `error` event that ends a stream.",
+                    "required": ["detail", "code", "cursor"],
+                    "properties": {
+                        "detail": {"type": "string"},
+                        "code": {"enum": ["TOKEN_EXPIRED", "SLOW_CONSUMER", "SHUTTING_DOWN"]},
+                        "cursor": _CURSOR,
+                    },
                 },
                 "VersionConflict": {
                     "type": "object",

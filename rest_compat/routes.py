@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import re
 from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
 
+from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
+from starlette.types import Receive, Scope, Send
 
 from resolvers import tasks as operations
 from resolvers.context import Context, ContextFactory
@@ -18,6 +21,7 @@ from resolvers.errors import FieldError, Forbidden, InvalidInput
 from resolvers.idempotency import fingerprint, json_fingerprint_part
 from resolvers.pagination import EVERYTHING
 from resolvers.validation import validate_completion
+from rest_compat import events
 from rest_compat.bodies import (
     json_response,
     parse_task_id,
@@ -28,6 +32,7 @@ from rest_compat.bodies import (
 from rest_compat.listing import parse_bulk_query, parse_list_query
 
 TASKS = "/api/{user_id}/tasks"
+EVENTS = "/api/{user_id}/tasks/events"
 TASK = "/api/{user_id}/tasks/{task_id}"
 # RFC 3986 sub-delims, ":" and "@": allowed unescaped in a path segment.
 _PATH_SEGMENT_SAFE = "!$&'()*+,;=:@"
@@ -40,15 +45,20 @@ IDEMPOTENCY_KEY = "Idempotency-Key"
 REPLAYED = "Idempotent-Replayed"
 
 
-async def _context(request: Request, *, keyed: bool = False) -> Context:
+async def _context(
+    request: Request, *, keyed: bool = False, token_parameter: bool = False
+) -> Context:
     """The caller's context, refusing anyone whose token is not for the path's user.
 
     Only a `keyed` write reads Idempotency-Key: reads are idempotent already, and a bulk
     change reaches the same state when repeated (its OpenAPI entry says it ignores the key).
+    With `token_parameter`, a token may come as `?access_token=` (the event stream's, for
+    browsers' EventSource, which cannot send headers).
     """
     factory: ContextFactory = request.state.context_factory
+    header = request.headers.get("authorization")
     context = await factory(
-        authorization=request.headers.get("authorization"),
+        authorization=events.authorization(request) if token_parameter else header,
         request_id=request.state.request_id,
         idempotency_key=request.headers.getlist(IDEMPOTENCY_KEY) if keyed else (),
     )
@@ -182,6 +192,19 @@ async def delete_tasks(request: Request) -> Response:
     return json_response({"count": len(deleted), "deleted_task_ids": deleted})
 
 
+def event_routes(*, heartbeat_seconds: float) -> list[Route]:
+    """The event stream's route; list it before TASK, whose {task_id} would match `events`."""
+
+    async def stream_task_events(request: Request) -> Response:
+        if request.method not in ("GET", "HEAD"):
+            # Answered here: passed on, TASK would take `events` for a task id.
+            raise HTTPException(405, headers={"Allow": "GET, HEAD"})
+        context = await _context(request, token_parameter=True)
+        return await events.stream_events(request, context, heartbeat_seconds=heartbeat_seconds)
+
+    return [Route(EVENTS, _EveryMethod(stream_task_events))]
+
+
 def if_match_version(request: Request) -> int | None:
     """The version named by If-Match (`"3"`, `W/"3"`), None when absent or `*`."""
     header = request.headers.get("if-match")
@@ -204,6 +227,17 @@ def if_match_version(request: Request) -> int | None:
 
 
 Handler = Callable[[Request], Awaitable[Response]]
+
+
+@dataclass(frozen=True, slots=True)
+class _EveryMethod:
+    """A handler as an ASGI app, which a Route passes every method to."""
+
+    handler: Handler
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        response = await self.handler(Request(scope, receive))
+        await response(scope, receive, send)
 
 
 def _resource(path: str, handlers: Mapping[str, Handler]) -> Route:

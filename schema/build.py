@@ -16,6 +16,7 @@ from schema.execution import executor_for
 from schema.extensions import AuthenticationGate, ErrorCodes
 from schema.mutation import Mutation
 from schema.query import Query
+from schema.subscription import Subscription, SubscriptionsOnly
 
 Extension = type[SchemaExtension] | Callable[[], SchemaExtension]
 
@@ -81,6 +82,7 @@ def build_schema(
     return TaskSchema(
         query=Query,
         mutation=Mutation,
+        subscription=Subscription,
         hide_suggestions=not config.introspection,
         parse_document=parse_document,
         validate_document=validate_document,
@@ -92,6 +94,7 @@ def build_schema(
             ),
             AuthenticationGate,
             ErrorCodes,
+            SubscriptionsOnly,
             *extra_extensions,
         ],
     )

@@ -29,6 +29,9 @@ GRAPHQL_PATH = "/graphql"
 GRAPHQL_RESPONSE = "application/graphql-response+json"
 JSON = "application/json"
 
+SUBSCRIPTIONS_NEED_A_STREAM = (
+    "Subscribe over a WebSocket (graphql-transport-ws) or with Accept: text/event-stream"
+)
 _STATUS_BY_CODE = {
     "UNAUTHENTICATED": 401,
     "SERVICE_UNAVAILABLE": 503,
@@ -123,7 +126,9 @@ class GraphQLEndpoint:
                 operation_name=params["operationName"],
                 allowed_operation_types=allowed,
             )
-        except InvalidOperationTypeError:
+        except InvalidOperationTypeError as error:
+            if error.operation_type is OperationType.SUBSCRIPTION:
+                return _request_error(SUBSCRIPTIONS_NEED_A_STREAM, 400, media_type)
             return _request_error(
                 "Mutations must be sent with POST", 405, media_type, {"Allow": "POST"}
             )
@@ -304,3 +309,8 @@ def _response(
     if status == 503:
         response.headers.setdefault("Retry-After", "2")
     return response
+
+
+# The streaming door (schema/streams.py) refuses requests the way this endpoint does.
+error_response = _app_error
+request_error_response = _request_error

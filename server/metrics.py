@@ -77,6 +77,43 @@ WORKER_REPLACEMENTS = Counter(
 )
 
 
+LIVE_SUBSCRIBERS = Gauge(
+    "taskql_live_subscribers",
+    "Live subscriptions open (GraphQL over WebSocket or SSE, and the REST event stream)",
+    multiprocess_mode="livesum",
+)
+LIVE_EVENTS_DELIVERED = Counter(
+    "taskql_live_events_delivered", "Task events handed to live subscriptions"
+)
+LIVE_DELIVERY_LAG = Histogram(
+    "taskql_live_delivery_lag_seconds",
+    "Time from a change's commit (its transaction's start) to its event reaching a live "
+    "subscription; events replayed from a cursor are not counted",
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0),
+)
+LIVE_STREAMS_ENDED = Counter(
+    "taskql_live_streams_ended",
+    "Live subscriptions the server ended, by reason: SLOW_CONSUMER (dropped with its cursor), "
+    "TOKEN_EXPIRED, SHUTTING_DOWN",
+    ["reason"],
+)
+
+
+class LiveUpdateMetrics:
+    """Records what the live-update hub reports (resolvers.live.LiveMetrics)."""
+
+    def subscribers(self, change: int) -> None:
+        LIVE_SUBSCRIBERS.inc(change)
+
+    def delivered(self, lag_seconds: float | None) -> None:
+        LIVE_EVENTS_DELIVERED.inc()
+        if lag_seconds is not None:
+            LIVE_DELIVERY_LAG.observe(max(lag_seconds, 0.0))
+
+    def ended(self, code: str) -> None:
+        LIVE_STREAMS_ENDED.labels(code).inc()
+
+
 class PoolStats(Protocol):
     """What the pool gauges read of a connection pool (db.engine.Database is one)."""
 

@@ -9,8 +9,10 @@ from pathlib import Path
 from typing import Any
 
 import uvicorn
+from uvicorn.config import STARTUP_FAILURE
 
 from server import metrics, workers
+from server.drain import DrainingServer
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,6 +44,9 @@ def serve(app_factory: str, config: ServeConfig) -> int:
         "forwarded_allow_ips": config.forwarded_allow_ips,
         # In-flight requests (and open event streams) get this long after SIGTERM.
         "timeout_graceful_shutdown": workers.drain_seconds(config.shutdown_grace),
+        # Task events are small JSON messages: compressing each saves little, and the zlib
+        # state per WebSocket (tens of KB) would be most of what an idle subscriber costs.
+        "ws_per_message_deflate": False,
     }
     if config.workers > 1 and workers.supported():
         supervision = workers.Supervision(
@@ -52,15 +57,22 @@ def serve(app_factory: str, config: ServeConfig) -> int:
         return workers.serve(
             app_factory, config.host, config.port, config.workers, options, supervision
         )
-    uvicorn.run(
-        app_factory,
-        factory=True,
-        host=config.host,
-        port=config.port,
-        workers=config.workers,
-        **options,
+    if config.workers > 1:
+        uvicorn.run(
+            app_factory,
+            factory=True,
+            host=config.host,
+            port=config.port,
+            workers=config.workers,
+            **options,
+        )
+        return 0
+    uvicorn_config = uvicorn.Config(
+        app_factory, factory=True, host=config.host, port=config.port, **options
     )
-    return 0
+    server = DrainingServer(uvicorn_config)
+    server.run()
+    return 0 if server.started else STARTUP_FAILURE
 
 
 def freeze_startup_objects() -> None:

@@ -54,6 +54,7 @@ import uvicorn
 from uvicorn.config import STARTUP_FAILURE
 
 from server import metrics
+from server.drain import DrainingServer
 
 log = logging.getLogger(__name__)
 
@@ -312,7 +313,7 @@ def _run_worker(
         timeout_notify=0,
         **options,
     )
-    server = uvicorn.Server(config)
+    server = DrainingServer(config)
     server.run(sockets=[listening])
     if not server.started:
         raise SystemExit(STARTUP_FAILURE)

@@ -82,8 +82,13 @@ def test_every_variable_is_read() -> None:
             "DB_CONNECT_TIMEOUT": "1.5",
             "DB_STATEMENT_TIMEOUT": "30",
             "DB_POOLER": "true",
+            "DATABASE_LISTEN_URL": "postgresql://u:p@direct.example.com/app",
             "GRAPHIQL": "off",
             "LOG_LEVEL": "debug",
+            "LIVE_CONNECTIONS_PER_USER": "7",
+            "LIVE_SUBSCRIPTIONS_PER_CONNECTION": "3",
+            "LIVE_MAX_BACKLOG": "50",
+            "LIVE_HEARTBEAT_SECONDS": "2.5",
         }
     )
 
@@ -104,6 +109,10 @@ def test_every_variable_is_read() -> None:
     )
     assert (database.connect_timeout_seconds, database.statement_timeout_seconds) == (1.5, 30.0)
     assert database.pooler is True
+    assert settings.listen_url == "postgresql://u:p@direct.example.com/app"
+    live = settings.live
+    assert (live.connections_per_user, live.subscriptions_per_connection) == (7, 3)
+    assert (live.max_backlog, settings.live_heartbeat_seconds) == (50, 2.5)
 
 
 @pytest.mark.parametrize(
@@ -184,7 +193,12 @@ def test_a_bad_flag_names_its_variable(variable: str, value: str) -> None:
 @pytest.mark.parametrize(("value", "pooler"), [("auto", None), ("1", True), ("No", False)])
 def test_db_pooler(value: str, pooler: bool | None) -> None:
     settings = read_settings(
-        {"DATABASE_URL": DATABASE_URL, "JWT_SECRET": SECRET, "DB_POOLER": value}
+        {
+            "DATABASE_URL": DATABASE_URL,
+            "JWT_SECRET": SECRET,
+            "DB_POOLER": value,
+            "DATABASE_LISTEN_URL": DATABASE_URL,
+        }
     )
 
     assert settings.pooler is pooler
@@ -388,3 +402,56 @@ async def test_serve_refuses_to_start_without_a_jwt_key(tmp_path: Path) -> None:
     assert "JWT_JWKS_URL" in stderr
     assert "JWT_SECRET" in stderr
     assert os.listdir(tmp_path) == []
+
+
+@pytest.mark.parametrize(
+    "env",
+    [
+        {"DB_POOLER": "true"},
+        {"DATABASE_URL": "postgresql://u:p@ep-x-pooler.eu.aws.neon.tech/app"},
+    ],
+)
+def test_a_pooled_database_url_without_a_listen_url_is_refused(env: dict[str, str]) -> None:
+    with pytest.raises(ConfigError) as refused:
+        read_settings({"DATABASE_URL": DATABASE_URL, "JWT_SECRET": SECRET, **env})
+
+    assert "DATABASE_LISTEN_URL" in str(refused.value)
+
+
+def test_a_pooled_listen_url_is_refused() -> None:
+    with pytest.raises(ConfigError) as refused:
+        read_settings(
+            {
+                "DATABASE_URL": DATABASE_URL,
+                "JWT_SECRET": SECRET,
+                "DATABASE_LISTEN_URL": "postgresql://u:p@ep-x-pooler.eu.aws.neon.tech/app",
+            }
+        )
+
+    assert "DATABASE_LISTEN_URL" in str(refused.value)
+
+
+def test_a_pooled_database_url_with_a_direct_listen_url_is_accepted() -> None:
+    direct = "postgresql://u:p@ep-x.eu.aws.neon.tech/app"
+    settings = read_settings(
+        {
+            "DATABASE_URL": "postgresql://u:p@ep-x-pooler.eu.aws.neon.tech/app",
+            "JWT_SECRET": SECRET,
+            "DATABASE_LISTEN_URL": direct,
+        }
+    )
+
+    assert settings.listen_url == direct
+
+
+def test_a_cors_origin_that_is_not_an_origin_is_refused() -> None:
+    with pytest.raises(ConfigError) as refused:
+        read_settings(
+            {
+                "DATABASE_URL": DATABASE_URL,
+                "JWT_SECRET": SECRET,
+                "CORS_ORIGINS": "https://app.example.com/path",
+            }
+        )
+
+    assert "CORS_ORIGINS" in str(refused.value)

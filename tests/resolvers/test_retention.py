@@ -71,7 +71,9 @@ async def test_events_and_keys_past_their_retention_go_and_nothing_else(
 ) -> None:
     # Behind a pooler each operation is a transaction already; the purge runs inside it.
     user = f"keeper-{uuid.uuid4().hex}"
-    async with running_app(_settings(database_url, DB_POOLER=pooler)) as (http, state):
+    async with running_app(
+        _settings(database_url, DB_POOLER=pooler, DATABASE_LISTEN_URL=database_url)
+    ) as (http, state):
         janitor: RetentionJanitor = state["janitor"]
         await _write_with_keys(http, user, ["k1", "k2"])
         assert await _kept(admin, user) == ([1, 2], ["k1", "k2"])

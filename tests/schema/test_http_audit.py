@@ -17,7 +17,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.conftest import make_settings
+from tests.support.app import make_settings
 from tests.support.live import live_server
 
 NODE = shutil.which("node")

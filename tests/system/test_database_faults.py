@@ -147,7 +147,12 @@ async def test_a_missing_role_is_a_500_never_422(
 ) -> None:
     # Roles belong to the whole server, so a role that does not exist stands in for a
     # dropped one: as a database restored on another server without its roles.
-    settings = make_settings(database_url, DB_APP_ROLE="taskql_no_such_role", DB_POOLER=pooler)
+    settings = make_settings(
+        database_url,
+        DB_APP_ROLE="taskql_no_such_role",
+        DB_POOLER=pooler,
+        DATABASE_LISTEN_URL=database_url,
+    )
     caplog.set_level(logging.ERROR)
     headers = auth(USER)
     async with app_client(settings) as http:

@@ -151,7 +151,12 @@ async def _mixed_workload(http: httpx.AsyncClient, auth: Headers) -> list[Outcom
 async def test_concurrent_mixed_operations_through_a_transaction_pooler(
     migrated: Pooled, auth: Headers
 ) -> None:
-    settings = make_settings(_pooled_url(migrated.bouncer), DB_POOLER="true", DB_POOL_SIZE="20")
+    settings = make_settings(
+        _pooled_url(migrated.bouncer),
+        DB_POOLER="true",
+        DB_POOL_SIZE="20",
+        DATABASE_LISTEN_URL=migrated.direct_url,
+    )
     async with app_client(settings) as http:
         for _ in range(3):
             statuses = await _mixed_workload(http, auth)

@@ -203,8 +203,15 @@ async def test_serve_starts_while_the_database_is_unreachable(tmp_path: Path) ->
 @pytest.mark.parametrize(
     "variables",
     [
-        {"DATABASE_URL": "postgresql://app@ep-x-pooler.example.com/tasks"},
-        {"DATABASE_URL": "postgresql://app@127.0.0.1/tasks", "DB_POOLER": "true"},
+        {
+            "DATABASE_URL": "postgresql://app@ep-x-pooler.example.com/tasks",
+            "DATABASE_LISTEN_URL": "postgresql://app@ep-x.example.com/tasks",
+        },
+        {
+            "DATABASE_URL": "postgresql://app@127.0.0.1/tasks",
+            "DB_POOLER": "true",
+            "DATABASE_LISTEN_URL": "postgresql://app@127.0.0.1/tasks",
+        },
     ],
 )
 async def test_migrating_on_start_through_a_pooler_is_a_configuration_error(

@@ -1,0 +1,230 @@
+"""Live-update scenarios of the benchmark: delivery latency from commit to client, one user's
+many connections, and what idle subscribers cost.
+
+Subscribers are raw graphql-transport-ws clients (the `websockets` library), many per client
+process; writes are REST creates paced at a fixed rate by a process of their own. Latency is
+the time from an event's `recordedAt` (its transaction's start, on the database's clock: this
+machine's) to its arrival at the client, so it includes the write itself.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import multiprocessing
+import random
+import resource
+import statistics
+import time
+from dataclasses import dataclass, field
+from datetime import datetime
+
+import httpx
+import jwt
+import psutil
+import websockets
+
+SUBSCRIPTION = "subscription { taskEvents { cursor recordedAt } }"
+CONNECT_AT_ONCE = 100
+
+
+@dataclass
+class LiveResult:
+    name: str
+    subscribers: int
+    target_rate: float
+    writes: int = 0
+    write_seconds: float = 0.0
+    latencies_ms: list[float] = field(default_factory=list)
+    errors: int = 0
+    rss_before_mb: float = 0.0
+    rss_after_mb: float = 0.0
+
+
+def token(secret: str, user_id: str) -> str:
+    return jwt.encode({"sub": user_id, "exp": int(time.time()) + 6 * 3600}, secret, "HS256")
+
+
+async def subscriber(url: str, bearer: str) -> websockets.ClientConnection:
+    """A connection that has been acknowledged and has subscribed to taskEvents."""
+    connection = await websockets.connect(
+        url, subprotocols=["graphql-transport-ws"], max_queue=None, open_timeout=60
+    )
+    await connection.send(
+        json.dumps({"type": "connection_init", "payload": {"Authorization": f"Bearer {bearer}"}})
+    )
+    acknowledged = json.loads(await connection.recv())
+    if acknowledged["type"] != "connection_ack":
+        raise RuntimeError(f"not acknowledged: {acknowledged}")
+    await connection.send(
+        json.dumps({"id": "1", "type": "subscribe", "payload": {"query": SUBSCRIPTION}})
+    )
+    return connection
+
+
+async def open_all(url: str, bearers: list[str]) -> tuple[list[websockets.ClientConnection], int]:
+    """Subscribers for every token, CONNECT_AT_ONCE at a time; and how many failed."""
+    opened: list[websockets.ClientConnection] = []
+    errors = 0
+    gate = asyncio.Semaphore(CONNECT_AT_ONCE)
+
+    async def one(bearer: str) -> None:
+        nonlocal errors
+        async with gate:
+            try:
+                opened.append(await subscriber(url, bearer))
+            except Exception:
+                errors += 1
+
+    await asyncio.gather(*(one(b) for b in bearers))
+    return opened, errors
+
+
+async def _read(connection: websockets.ClientConnection, result: LiveResult) -> None:
+    try:
+        async for message in connection:
+            arrived = time.time()
+            payload = json.loads(message)
+            if payload["type"] != "next" or "errors" in payload["payload"]:
+                result.errors += 1
+                continue
+            recorded = payload["payload"]["data"]["taskEvents"]["recordedAt"]
+            result.latencies_ms.append(
+                (arrived - datetime.fromisoformat(recorded).timestamp()) * 1000
+            )
+    except websockets.ConnectionClosed:
+        result.errors += 1
+
+
+def _write_at_rate(
+    base: str, tokens: dict[str, str], rate: float, seconds: float, out: multiprocessing.Queue
+) -> None:  # type: ignore[type-arg]
+    """Another process: REST creates for random users, `rate` a second, for `seconds`."""
+
+    async def run() -> tuple[int, int, float]:
+        users = list(tokens)
+        done = failed = 0
+        started = time.monotonic()
+        pending: set[asyncio.Task[None]] = set()
+        async with httpx.AsyncClient(
+            base_url=base, timeout=10, limits=httpx.Limits(max_connections=50)
+        ) as http:
+
+            async def create(user: str) -> None:
+                nonlocal done, failed
+                try:
+                    response = await http.post(
+                        f"/api/{user}/tasks",
+                        json={"title": "live bench"},
+                        headers={"Authorization": f"Bearer {tokens[user]}"},
+                    )
+                except httpx.HTTPError:
+                    failed += 1
+                    return
+                if response.status_code == 201:
+                    done += 1
+                else:
+                    failed += 1
+
+            count = int(rate * seconds)
+            for n in range(count):
+                # Paced from the start, so a slow response does not slow the rate.
+                delay = started + n / rate - time.monotonic()
+                if delay > 0:
+                    await asyncio.sleep(delay)
+                task = asyncio.create_task(create(random.choice(users)))
+                pending.add(task)
+                task.add_done_callback(pending.discard)
+            await asyncio.gather(*pending)
+        return done, failed, time.monotonic() - started
+
+    out.put(asyncio.run(run()))
+
+
+async def delivery(
+    name: str,
+    ws_url: str,
+    base: str,
+    secret: str,
+    users: list[str],
+    connections_per_user: int,
+    rate: float,
+    seconds: float,
+) -> LiveResult:
+    """Subscribers for `users` (`connections_per_user` each) while writes land at `rate`/s."""
+    tokens = {user: token(secret, user) for user in users}
+    bearers = [tokens[user] for user in users for _ in range(connections_per_user)]
+    result = LiveResult(name, len(bearers), rate)
+    connections, result.errors = await open_all(ws_url, bearers)
+    readers = [asyncio.create_task(_read(c, result)) for c in connections]
+    await asyncio.sleep(1)
+    out: multiprocessing.Queue = multiprocessing.get_context("spawn").Queue()  # type: ignore[type-arg]
+    writer = multiprocessing.get_context("spawn").Process(
+        target=_write_at_rate, args=(base, tokens, rate, seconds, out)
+    )
+    writer.start()
+    done, failed, result.write_seconds = await asyncio.get_running_loop().run_in_executor(
+        None, out.get
+    )
+    writer.join()
+    result.writes = done
+    result.errors += failed
+    await asyncio.sleep(2)  # the last events
+    for reader in readers:
+        reader.cancel()
+    await asyncio.gather(*(c.close() for c in connections), return_exceptions=True)
+    return result
+
+
+def workers_rss_mb(server: psutil.Process) -> float:
+    """Resident memory of the server's processes (its workers), PostgreSQL's excluded."""
+    total = 0
+    for process in [server, *server.children(recursive=True)]:
+        try:
+            if "postgres" not in process.name():
+                total += process.memory_info().rss
+        except psutil.Error:
+            continue
+    return total / 2**20
+
+
+async def idle(
+    name: str, ws_url: str, secret: str, server: psutil.Process, count: int
+) -> LiveResult:
+    """`count` subscribers, one user each, connected and idle: errors and memory each."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, min(hard, count * 2 + 1000)), hard))
+    result = LiveResult(name, count, 0.0)
+    bearers = [token(secret, f"idle-{n}") for n in range(count)]
+    await asyncio.sleep(1)
+    result.rss_before_mb = workers_rss_mb(server)
+    connections, result.errors = await open_all(ws_url, bearers)
+    await asyncio.sleep(5)  # idle, as connected clients mostly are
+    closed_early = sum(1 for c in connections if c.close_code is not None)
+    result.errors += closed_early
+    result.rss_after_mb = workers_rss_mb(server)
+    await asyncio.gather(*(c.close() for c in connections), return_exceptions=True)
+    return result
+
+
+def report(results: list[LiveResult]) -> str:
+    lines = [
+        "| live scenario | subscribers | writes/s | events delivered | p50 ms | p99 ms | max ms "
+        "| errors | server RSS before -> after MB | per subscriber KB |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in results:
+        latencies = sorted(r.latencies_ms)
+        p50 = f"{statistics.median(latencies):.1f}" if latencies else "-"
+        p99 = f"{latencies[int(len(latencies) * 0.99) - 1]:.1f}" if latencies else "-"
+        top = f"{latencies[-1]:.1f}" if latencies else "-"
+        rate = f"{r.writes / r.write_seconds:,.0f}" if r.write_seconds else "-"
+        memory = per_kb = "-"
+        if r.rss_after_mb:
+            memory = f"{r.rss_before_mb:,.0f} -> {r.rss_after_mb:,.0f}"
+            per_kb = f"{(r.rss_after_mb - r.rss_before_mb) * 1024 / r.subscribers:.1f}"
+        lines.append(
+            f"| {r.name} | {r.subscribers:,} | {rate} | {len(latencies):,} | {p50} | {p99} "
+            f"| {top} | {r.errors} | {memory} | {per_kb} |"
+        )
+    return "\n".join(lines)

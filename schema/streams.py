@@ -1,0 +1,177 @@
+"""Subscriptions at /graphql: graphql-transport-ws and GraphQL over SSE, by Strawberry's view.
+
+Queries and mutations stay with our endpoint (schema/http.py); a WebSocket upgrade, or a
+request that accepts `text/event-stream`, goes to Strawberry's ASGI view, which implements
+both protocols. The legacy `graphql-ws` protocol is not offered (CVE-2026-35523). Tokens are
+verified as for any request: the `Authorization` header of an SSE request, or the
+`Authorization` entry of a WebSocket's `connection_init` payload, before its `connection_ack`.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Collection, Iterable, Mapping
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import cast
+
+from cross_web import HTTPException
+from starlette.requests import Request
+from starlette.routing import BaseRoute, Route, WebSocketRoute
+from starlette.types import Receive, Scope, Send
+from starlette.websockets import WebSocket
+from strawberry.asgi import GraphQL
+from strawberry.http.streaming import SSETransport
+from strawberry.http.websocket_origin import normalize_allowed_origins
+from strawberry.schema import BaseSchema
+from strawberry.subscriptions import GRAPHQL_SSE_PROTOCOL, GRAPHQL_TRANSPORT_WS_PROTOCOL
+from strawberry.types.graphql import OperationType
+from strawberry.types.unset import UNSET, UnsetType
+
+from resolvers.context import ContextFactory
+from resolvers.errors import AppError
+from schema.http import (
+    GRAPHQL_PATH,
+    GRAPHQL_RESPONSE,
+    GraphQLEndpoint,
+    error_response,
+    request_error_response,
+)
+from schema.subscription import StreamContext
+from schema.websocket import ClosingSocket, close_for
+
+
+def allowed_origins(origins: Iterable[str]) -> frozenset[str]:
+    """CORS_ORIGINS as WebSocket origins; ValueError names one that is not an origin."""
+    return normalize_allowed_origins(tuple(origins))
+
+
+class _SubscriptionsOverSSE(SSETransport):
+    """GraphQL over SSE for subscriptions alone: queries and mutations go over plain HTTP."""
+
+    def allowed_operation_types(
+        self, allowed_operation_types: set[OperationType]
+    ) -> Iterable[OperationType]:
+        return (OperationType.SUBSCRIPTION,)
+
+
+class StreamingGraphQL(GraphQL[StreamContext, None]):
+    """Strawberry's ASGI view, serving subscriptions to authenticated viewers."""
+
+    websocket_adapter_class = ClosingSocket
+
+    def __init__(
+        self,
+        schema: BaseSchema,
+        *,
+        allowed_origins: Collection[str],
+        heartbeat_seconds: float,
+        connection_init_seconds: float = 10.0,
+    ) -> None:
+        super().__init__(
+            schema,
+            graphql_ide=None,
+            subscription_protocols=(GRAPHQL_TRANSPORT_WS_PROTOCOL, GRAPHQL_SSE_PROTOCOL),
+            connection_init_wait_timeout=timedelta(seconds=connection_init_seconds),
+            # LiveConnection counts subscriptions (and refuses with a code); queries and
+            # mutations are refused on streams altogether (SubscriptionsOnly).
+            max_subscriptions_per_connection=None,
+            allowed_origins=tuple(allowed_origins),
+        )
+
+        class Transport(_SubscriptionsOverSSE):
+            def __init__(self) -> None:
+                super().__init__(heartbeat_seconds)
+
+        self.stream_transport_classes_by_protocol = {GRAPHQL_SSE_PROTOCOL: Transport}
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "websocket":
+            await self._serve_websocket(WebSocket(scope, receive, send))
+        else:
+            await self._serve_events(Request(scope, receive), send)
+
+    async def _serve_websocket(self, websocket: WebSocket) -> None:
+        context = StreamContext(
+            request_id=uuid.uuid4().hex,
+            factory=websocket.state.context_factory,
+            close=lambda code, reason: websocket.close(code, reason),
+        )
+        try:
+            await self.run(websocket, context=context)
+        finally:
+            if context.live is not None:
+                context.live.close()
+
+    async def on_ws_connect(self, context: StreamContext) -> UnsetType | dict[str, object] | None:
+        """Verify connection_init's token and open the viewer's live connection; refusals
+        close the socket with their code (schema/websocket.py)."""
+        assert context.factory is not None
+        assert context.close is not None
+        authorization = _authorization(context.connection_params or {})
+        try:
+            request_context = await context.factory(
+                authorization=authorization, request_id=context.request_id
+            )
+            context.live = request_context.live_connection()
+        except AppError as error:
+            await context.close(*close_for(error))
+        return cast(UnsetType, UNSET)  # acknowledged, with no payload
+
+    async def _serve_events(self, request: Request, send: Send) -> None:
+        """GraphQL over SSE, for a viewer whose token verifies and who may open a stream."""
+        factory: ContextFactory = request.state.context_factory
+        try:
+            request_context = await factory(
+                authorization=request.headers.get("authorization"),
+                request_id=request.state.request_id,
+            )
+            live = request_context.live_connection()
+        except AppError as error:
+            await error_response(error, GRAPHQL_RESPONSE)(request.scope, request.receive, send)
+            return
+        request.state.user_id = live.principal.user_id
+        context = StreamContext(request_id=request.state.request_id, live=live)
+        try:
+            try:
+                response = await self.run(request, context=context)
+            except HTTPException as error:
+                response = request_error_response(error.reason, error.status_code, GRAPHQL_RESPONSE)
+            await response(request.scope, request.receive, send)
+        finally:
+            live.close()
+
+
+def _authorization(params: Mapping[str, object]) -> str | None:
+    """connection_init's `Authorization` entry (any case), as the header would carry it."""
+    for name, value in params.items():
+        if name.lower() == "authorization" and isinstance(value, str):
+            return value
+    return None
+
+
+def _accepts_event_stream(scope: Scope) -> bool:
+    for name, value in scope["headers"]:
+        if name == b"accept":
+            return b"text/event-stream" in value.lower()
+    return False
+
+
+@dataclass(frozen=True, slots=True)
+class _Dispatch:
+    """HTTP requests to /graphql: event streams to Strawberry's view, the rest to ours."""
+
+    endpoint: GraphQLEndpoint
+    streams: StreamingGraphQL
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        handler = self.streams if _accepts_event_stream(scope) else self.endpoint
+        await handler(scope, receive, send)
+
+
+def routes(endpoint: GraphQLEndpoint, streams: StreamingGraphQL) -> list[BaseRoute]:
+    """/graphql: queries and mutations to `endpoint`, subscriptions to `streams`."""
+    return [
+        Route(GRAPHQL_PATH, _Dispatch(endpoint, streams)),
+        WebSocketRoute(GRAPHQL_PATH, streams),
+    ]

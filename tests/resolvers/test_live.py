@@ -1,0 +1,263 @@
+"""The live-update hub against a real PostgreSQL: catch-up then live, in order and once each;
+resync past retention; wake-ups between workers; slow consumers; expiry; limits; drain."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+
+import asyncpg
+import pytest
+
+from db.engine import Database, DatabaseConfig
+from resolvers import tasks
+from resolvers.auth import Principal
+from resolvers.context import Context
+from resolvers.errors import (
+    ShuttingDown,
+    SlowConsumer,
+    TokenExpired,
+    TooManyConnections,
+    TooManySubscriptions,
+)
+from resolvers.events import TaskEvent
+from resolvers.live import EventHub, LiveConfig
+from resolvers.streams import EventStream
+from resolvers.wakeups import CHANNEL
+from tests.support.app import make_settings
+from tests.support.streams import new_user
+
+Hub = Callable[..., Awaitable[EventHub]]
+
+
+@pytest.fixture
+async def hubs(database_url: str) -> AsyncIterator[Hub]:
+    """Starts hubs (each as one worker would have: its pool and its LISTEN connection)."""
+    opened: list[tuple[EventHub, Database]] = []
+    config = make_settings(database_url, DB_POOL_SIZE="3").database(database_url)
+
+    async def hub(**limits: float) -> EventHub:
+        database = await Database.open(config)
+        started = EventHub(database, LiveConfig(**limits), listen=DatabaseConfig(url=database_url))
+        started.start()
+        opened.append((started, database))
+        await _until(lambda: started.listening)
+        return started
+
+    yield hub
+    for started, database in opened:
+        await started.close()
+        await database.close()
+
+
+async def _until(condition: Callable[[], bool], seconds: float = 10.0) -> None:
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        await asyncio.sleep(0.01)
+
+
+def context(hub: EventHub, user_id: str, expires_at: float = float("inf")) -> Context:
+    principal = Principal(user_id, expires_at=expires_at)
+    return Context(database=hub.database, principal=principal, hub=hub)
+
+
+async def create(hub: EventHub, user_id: str, count: int = 1) -> list[int]:
+    ids = []
+    for number in range(count):
+        task = await tasks.create_task(context(hub, user_id), data={"title": f"t{number}"})
+        ids.append(task.id)
+    return ids
+
+
+async def take(stream: EventStream, count: int, seconds: float = 10.0) -> list[TaskEvent]:
+    async with asyncio.timeout(seconds):
+        return [await stream.__anext__() for _ in range(count)]
+
+
+@asynccontextmanager
+async def subscribed(
+    hub: EventHub, user_id: str, *, after: str | None = None, expires_at: float = float("inf")
+) -> AsyncIterator[EventStream]:
+    connection = context(hub, user_id, expires_at).live_connection()
+    try:
+        yield await connection.subscribe(after=after)
+    finally:
+        connection.close()
+
+
+async def test_a_cursor_gets_what_was_missed_then_live_events_in_order_once(hubs: Hub) -> None:
+    hub = await hubs()
+    user = new_user()
+    [task_id] = await create(hub, user)
+    await tasks.toggle_task(context(hub, user), task_id=task_id)
+    async with subscribed(hub, user, after="0") as stream:
+        missed = await take(stream, 2)
+        await tasks.update_task(context(hub, user), task_id=task_id, data={"title": "new"})
+        await tasks.delete_task(context(hub, user), task_id=task_id)
+        live = await take(stream, 2)
+        assert await stream.next(idle_seconds=0.3) is None
+
+    events = missed + live
+    assert [e.kind for e in events] == ["created", "completion_toggled", "updated", "deleted"]
+    assert [e.cursor for e in events] == ["1", "2", "3", "4"]
+    assert [e.version for e in events] == [1, 2, 3, 3]
+    assert events[2].task is not None
+    assert events[2].task.title == "new"
+    assert (events[3].task, events[3].task_id) == (None, task_id)
+
+
+async def test_without_a_cursor_only_new_events_come(hubs: Hub) -> None:
+    hub = await hubs()
+    user = new_user()
+    await create(hub, user, 2)
+    async with subscribed(hub, user) as stream:
+        assert stream.cursor == "2"
+        await create(hub, user)
+        [event] = await take(stream, 1)
+    assert event.cursor == "3"
+
+
+async def test_an_event_recorded_without_a_wake_up_arrives_with_the_next(
+    hubs: Hub, database_url: str
+) -> None:
+    hub = await hubs()
+    user = new_user()
+    async with subscribed(hub, user) as stream:
+        # A write that woke nobody (another instance whose NOTIFY was lost, say).
+        conn = await asyncpg.connect(database_url)
+        try:
+            await conn.execute(
+                "SELECT taskql_create_task($1, 'silent', '', NULL, false, NULL, NULL)", user
+            )
+        finally:
+            await conn.close()
+        assert await stream.next(idle_seconds=0.3) is None
+        await create(hub, user)
+        events = await take(stream, 2)
+    assert [e.cursor for e in events] == ["1", "2"]
+    assert events[0].task is not None
+    assert events[0].task.title == "silent"
+
+
+async def test_a_write_in_one_worker_reaches_a_stream_in_another(hubs: Hub) -> None:
+    writer, reader = await hubs(), await hubs()
+    user = new_user()
+    async with subscribed(reader, user) as stream:
+        started = time.monotonic()
+        await create(writer, user, 3)
+        events = await take(stream, 3)
+    assert [e.cursor for e in events] == ["1", "2", "3"]
+    assert time.monotonic() - started < 5
+
+
+async def test_writes_are_announced_in_few_notifications(hubs: Hub, database_url: str) -> None:
+    hub = await hubs(notify_delay_seconds=0.05)
+    heard: list[str] = []
+    conn = await asyncpg.connect(database_url)
+    await conn.add_listener(CHANNEL, lambda *args: heard.append(args[3]))
+    try:
+        users = [new_user() for _ in range(50)]
+        await asyncio.gather(*(create(hub, user, 4) for user in users))
+        await asyncio.sleep(0.3)
+    finally:
+        await conn.close()
+    announced = [key for payload in heard for key in payload.split()[1:]]
+    # 200 commits, a handful of NOTIFYs (each a database-wide lock), every owner in them.
+    assert len(heard) <= 40, len(heard)
+    assert len(set(announced)) == len(users)
+
+
+async def test_a_cursor_past_retention_gets_one_resync(hubs: Hub, database_url: str) -> None:
+    hub = await hubs()
+    user = new_user()
+    await create(hub, user, 3)
+    conn = await asyncpg.connect(database_url)
+    try:
+        await conn.execute("SELECT taskql_purge(now() + interval '1 second', now())")
+    finally:
+        await conn.close()
+    async with subscribed(hub, user, after="1") as stream:
+        [resync] = await take(stream, 1)
+        assert await stream.next(idle_seconds=0.3) is None
+        await create(hub, user)
+        [after_it] = await take(stream, 1)
+    assert (resync.kind, resync.cursor, resync.task) == ("resync", "3", None)
+    assert after_it.cursor == "4"
+
+
+async def test_a_cursor_this_stream_never_gave_gets_a_resync(hubs: Hub) -> None:
+    hub = await hubs()
+    user = new_user()
+    await create(hub, user)
+    async with subscribed(hub, user, after="999") as stream:
+        [resync] = await take(stream, 1)
+    assert (resync.kind, resync.cursor) == ("resync", "1")
+
+
+async def test_a_slow_consumer_is_dropped_with_a_cursor_that_loses_nothing(hubs: Hub) -> None:
+    hub = await hubs(max_backlog=5)
+    user = new_user()
+    async with subscribed(hub, user) as stream:
+        await create(hub, user)
+        first = await take(stream, 1)
+        await create(hub, user, 10)  # not read meanwhile
+        await asyncio.sleep(0.3)
+        with pytest.raises(SlowConsumer) as dropped:
+            await take(stream, 1)
+    assert dropped.value.cursor == first[0].cursor == "1"
+    async with subscribed(hub, user, after=dropped.value.cursor) as resumed:
+        rest = await take(resumed, 10)
+    assert [e.cursor for e in rest] == [str(n) for n in range(2, 12)]
+
+
+async def test_a_stream_ends_within_a_second_of_its_tokens_expiry(hubs: Hub) -> None:
+    hub = await hubs()
+    user = new_user()
+    expires_at = time.time() + 1.0
+    async with subscribed(hub, user, expires_at=expires_at) as stream:
+        with pytest.raises(TokenExpired) as expired:
+            await stream.next(idle_seconds=None)
+    assert expires_at <= time.time() < expires_at + 1.0
+    assert expired.value.code == "TOKEN_EXPIRED"
+
+
+async def test_an_expired_token_cannot_subscribe(hubs: Hub) -> None:
+    hub = await hubs()
+    with pytest.raises(TokenExpired):
+        async with subscribed(hub, new_user(), expires_at=time.time() - 1):
+            pass
+
+
+async def test_connections_per_user_and_subscriptions_per_connection_are_limited(
+    hubs: Hub,
+) -> None:
+    hub = await hubs(connections_per_user=2, subscriptions_per_connection=1)
+    user = new_user()
+    first, second = (context(hub, user).live_connection() for _ in range(2))
+    with pytest.raises(TooManyConnections):
+        context(hub, user).live_connection()
+    # Another user has places of their own.
+    context(hub, new_user()).live_connection().close()
+    await first.subscribe(after=None)
+    with pytest.raises(TooManySubscriptions):
+        await first.subscribe(after=None)
+    first.close()
+    third = context(hub, user).live_connection()
+    for connection in (second, third):
+        connection.close()
+
+
+async def test_draining_ends_every_stream_with_its_cursor(hubs: Hub) -> None:
+    hub = await hubs()
+    user = new_user()
+    async with subscribed(hub, user) as stream:
+        await create(hub, user)
+        await take(stream, 1)
+        draining = asyncio.create_task(hub.drain(timeout_seconds=5))
+        with pytest.raises(ShuttingDown) as ended:
+            await take(stream, 1)
+    await draining
+    assert ended.value.cursor == "1"
