@@ -369,7 +369,7 @@ async def test_registering_into_a_database_without_the_migrations_says_what_to_r
         status, _, err = await register(url, {sha256(query): query}, tmp_path)
 
     assert status == 1
-    assert "python main.py migrate" in err
+    assert "taskql migrate" in err
     assert "Traceback" not in err
 
 
