@@ -9,8 +9,13 @@ object) sends the whole selection back through graphql-core's own code, so every
 its message are graphql-core's. With a schema extension that wraps resolvers (a `resolve`
 hook), nothing is shortcut, so that hook sees every field.
 
+A subscription event that several subscriptions of one viewer receive (one user's phone,
+laptop and tabs all subscribed with the same document) is executed once: the result of the
+first is given to the others, as the selection, the variables, the viewer and the event are
+the same. Only results without errors, from selections with no `resolve` hook, are shared.
+
 What would let us delete it: a graphql-core or Strawberry executor that skips this per-field
-work for default resolvers by itself.
+work for default resolvers by itself, and shares one event's execution among subscribers.
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ from typing import Any, ClassVar
 
 import strawberry
 from graphql import (
+    ExecutionResult,
     GraphQLLeafType,
     GraphQLList,
     GraphQLNonNull,
@@ -38,6 +44,13 @@ Read = tuple[str, str, Callable[[Any], Any], bool] | tuple[str, None, str, bool]
 TYPENAME = "__typename"
 
 
+# The latest subscription event results, shared by the subscriptions that receive the same
+# event object (resolvers/live.py gives one owner's streams the same objects); each entry
+# keeps its event, so that the event's id cannot be reused while the entry lives.
+_SHARED_EVENT_RESULTS = 256
+_EVENT_RESULTS: dict[tuple[Any, ...], tuple[Any, ExecutionResult]] = {}
+
+
 class ShortcutExecutor(StrawberryGraphQLCoreExecutionContext):
     """graphql-core's executor as Strawberry configures it, reading plain fields directly."""
 
@@ -53,11 +66,46 @@ class ShortcutExecutor(StrawberryGraphQLCoreExecutionContext):
         # Per execution, like graphql-core's own memo of collected subfields: the selection
         # of a list's items is one object, read for every item.
         self._reads: dict[int, tuple[GroupedFieldSet, list[Read] | None]] = {}
+        # Set on the copy made for each subscription event: what makes its result shareable.
+        self._event_key: tuple[Any, ...] | None = None
 
     @classmethod
     def build(cls, *args: Any, **kwargs: Any) -> Any:
         # Without introspection, errors must not suggest field or argument names either.
         return super().build(*args, **{**kwargs, "hide_suggestions": cls.suggestions_hidden})
+
+    def build_per_event_executor(self, payload: Any) -> ShortcutExecutor:
+        executor = super().build_per_event_executor(payload)
+        assert isinstance(executor, ShortcutExecutor)
+        executor._event_key = self._event_key_for(payload) if self._shortcut else None
+        return executor
+
+    def execute_operation(self, serially: bool | None = None) -> Any:
+        key = self._event_key
+        if key is None:
+            return super().execute_operation(serially)
+        shared = _EVENT_RESULTS.get(key)
+        if shared is not None and shared[0] is self.root_value:
+            return shared[1]
+        result = super().execute_operation(serially)
+        if isinstance(result, ExecutionResult) and not result.errors:
+            _EVENT_RESULTS[key] = (self.root_value, result)
+            if len(_EVENT_RESULTS) > _SHARED_EVENT_RESULTS:
+                del _EVENT_RESULTS[next(iter(_EVENT_RESULTS))]
+        return result
+
+    def _event_key_for(self, payload: Any) -> tuple[Any, ...] | None:
+        """What decides an event's result: the operation (a cached document's node is the
+        same object for every request with its text), its variables, the viewer and the
+        event object; None when the variables cannot be a key."""
+        variables = self.variable_values.coerced
+        viewer = getattr(self.context_value, "viewer_id", None)
+        try:
+            frozen = tuple(sorted(variables.items()))
+            hash(frozen)
+        except TypeError:
+            return None
+        return (id(self.operation), frozen, viewer, id(payload))
 
     def execute_fields(
         self,

@@ -59,6 +59,25 @@ class TaskEvent:
 
 
 def as_graphql_event(event: DomainTaskEvent) -> TaskEvent:
+    """The event as GraphQL serves it; the same object for every stream that receives the
+    same domain event, so that the executor runs its selection once for them all."""
+    converted = _CONVERTED.get(id(event))
+    if converted is not None and converted[0] is event:
+        return converted[1]
+    served = _converted(event)
+    _CONVERTED[id(event)] = (event, served)
+    if len(_CONVERTED) > _KEPT_CONVERSIONS:
+        del _CONVERTED[next(iter(_CONVERTED))]
+    return served
+
+
+# The latest conversions, each with its domain event so that the event's id is not reused
+# while the entry lives.
+_KEPT_CONVERSIONS = 256
+_CONVERTED: dict[int, tuple[DomainTaskEvent, TaskEvent]] = {}
+
+
+def _converted(event: DomainTaskEvent) -> TaskEvent:
     return TaskEvent(
         kind=TaskEventKind(event.kind),
         cursor=event.cursor,
@@ -80,6 +99,11 @@ class StreamContext:
     close: CloseSocket | None = None
     # What Strawberry's graphql-transport-ws handler puts here: connection_init's payload.
     connection_params: dict[str, object] | None = None
+
+    @property
+    def viewer_id(self) -> str | None:
+        """Whose events this stream carries (the executor shares results per viewer)."""
+        return None if self.live is None else self.live.principal.user_id
 
 
 Info = strawberry.Info[StreamContext, None]

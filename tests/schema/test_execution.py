@@ -13,6 +13,7 @@ refuses, error objects) are checked on a small schema of their own.
 from __future__ import annotations
 
 import base64
+import functools
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -24,16 +25,18 @@ import httpx
 import orjson
 import pytest
 import strawberry
-from graphql import GraphQLObjectType, GraphQLResolveInfo, GraphQLString
+from graphql import DocumentNode, GraphQLObjectType, GraphQLResolveInfo, GraphQLString, parse
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from strawberry.extensions import SchemaExtension
 from strawberry.schema.schema import StrawberryGraphQLCoreExecutionContext
 
 import main
+from resolvers.events import TaskEvent as DomainTaskEvent
 from schema.build import build_schema
 from schema.execution import ShortcutExecutor, executor_for
 from schema.http import GraphQLEndpoint
+from schema.subscription import as_graphql_event
 from tests.support.app import make_settings, running_app
 from tests.support.graphql import seed_tasks
 from tests.support.tokens import hs256_token
@@ -541,3 +544,47 @@ async def test_an_added_extension_runs_on_every_request(
     assert {entry.split(".")[1] for entry in leaves} == (
         {"id", "title", "completed", "version", "__typename"} if tasks else set()
     )
+
+
+@dataclass
+class Viewer:
+    viewer_id: str
+
+
+@functools.cache
+def _parsed(query: str) -> DocumentNode:
+    # As the schema's cached parser gives one document per text.
+    return parse(query)
+
+
+def _event_executor(schema: strawberry.Schema, viewer: str, query: str, payload: object) -> Any:
+    executor_class = schema.execution_context_class
+    executor = executor_class.build(
+        schema._schema, _parsed(query), context_value=Viewer(viewer), raw_variable_values={}
+    )
+    assert isinstance(executor, ShortcutExecutor)
+    return executor.build_per_event_executor(payload).execute_operation(False)
+
+
+def test_one_event_is_executed_once_for_the_subscriptions_of_one_viewer() -> None:
+    schema = build_schema()
+    query = "subscription { taskEvents { kind cursor taskId version } }"
+    event = as_graphql_event(
+        DomainTaskEvent(
+            kind="deleted", position=7, task_id=3, task=None, version=2, recorded_at=None
+        )
+    )
+    first = _event_executor(schema, "alice", query, event)
+    assert first.errors is None
+    assert first.data == {
+        "taskEvents": {"kind": "DELETED", "cursor": "7", "taskId": "3", "version": 2}
+    }
+    # The same viewer, document and event object: the result is shared, not computed again.
+    payload = event
+    shared = _event_executor(schema, "alice", query, payload)
+    again = _event_executor(schema, "alice", query, payload)
+    assert again is shared
+    # Another viewer, or another document, gets a result of its own.
+    assert _event_executor(schema, "bob", query, payload) is not shared
+    other = "subscription { taskEvents { kind cursor } }"
+    assert _event_executor(schema, "alice", other, payload) is not shared
