@@ -37,7 +37,7 @@ from rest_compat import docs, openapi
 from rest_compat import routes as rest_routes
 from rest_compat.errors import EXCEPTION_HANDLERS, detail_body
 from schema.build import DEFAULT_CONFIG as DEFAULT_GRAPHQL
-from schema.build import GraphQLConfig, build_schema
+from schema.build import GraphQLConfig, schema_for
 from schema.graphiql import GraphiQL
 from schema.http import GRAPHQL_PATH, GraphQLEndpoint, graphql_error_body
 from schema.persisted import MODES, ManifestError, PersistedQueries, read_manifest
@@ -570,7 +570,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
                 metrics.mark_process_dead(settings.multiprocess_dir, os.getpid())
 
     development_token = _development_token(settings)
-    schema = build_schema(settings.graphql)
+    schema = schema_for(settings.graphql)
     graphql = GraphQLEndpoint(
         schema=schema,
         graphiql=_graphiql(settings, development_token),
@@ -745,7 +745,7 @@ def _read_manifest(settings: Settings, manifest_path: Path) -> dict[str, str] | 
     stderr) when the manifest cannot be registered."""
     try:
         manifest = orjson.loads(manifest_path.read_bytes())
-        return read_manifest(manifest, build_schema(settings.graphql).is_valid_document)
+        return read_manifest(manifest, schema_for(settings.graphql).is_valid_document)
     except (OSError, orjson.JSONDecodeError, ManifestError) as error:
         print(f"cannot register {manifest_path}: {error}", file=sys.stderr)
         return None

@@ -171,6 +171,7 @@ def project() -> Project:
     return Project(targets, scripts, set(choices.split(",")))
 
 
+@pytest.mark.slow
 def test_every_documented_command_runs_as_pasted(project: Project) -> None:
     problems: list[str] = []
     checked = 0
@@ -225,6 +226,7 @@ def test_commands_that_work_in_a_fresh_shell_pass(project: Project, text: str) -
     assert problems_of_block(Block(ROOT / "README.md", 1, text), project) == []
 
 
+@pytest.mark.slow
 def test_the_development_banners_token_command_runs_as_pasted(tmp_path: Path) -> None:
     # `make run` prints this command for a new token; a fresh shell in the checkout runs it.
     data_dir = tmp_path / "data"

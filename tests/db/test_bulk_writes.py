@@ -23,6 +23,7 @@ async def app_role(clean_database: str) -> AsyncIterator[asyncpg.Connection]:
         await conn.close()
 
 
+@pytest.mark.slow
 async def test_another_owners_ids_change_nothing(
     clean_database: str, app_role: asyncpg.Connection
 ) -> None:

@@ -181,6 +181,7 @@ async def test_upgrading_an_up_to_date_database_keeps_its_data(
     assert [row["title"] for row in rows] == ["kept"]
 
 
+@pytest.mark.slow
 async def test_concurrent_upgrades_take_turns(fresh_url: str) -> None:
     # Several workers starting at once each migrate; the advisory lock makes that safe.
     engines = [create_engine(DatabaseConfig(url=fresh_url, pool_size=1)) for _ in range(3)]

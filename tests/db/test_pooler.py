@@ -161,6 +161,7 @@ async def test_an_unannounced_transaction_pooler_costs_no_request(
     assert "same server session" in said
 
 
+@pytest.mark.slow
 async def test_a_pooler_refusing_statement_timeout_is_found_at_connect(
     server: ThrowawayPostgres, binary: Path, auth: Headers, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -177,6 +178,7 @@ async def test_a_pooler_refusing_statement_timeout_is_found_at_connect(
     assert "unsupported startup parameter" in said
 
 
+@pytest.mark.slow
 async def test_a_session_pooler_keeps_the_direct_mode(
     server: ThrowawayPostgres, binary: Path, auth: Headers, caplog: pytest.LogCaptureFixture
 ) -> None:

@@ -436,6 +436,7 @@ def take_down(server: JwksServer, how: str) -> None:
         server.mode = cast(ServerMode, how)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("how", [*DOWN_MODES, "slow"])
 async def test_jwks_down_cached_key_still_verifies(
     verifiers: Verifiers, jwks_server: JwksServer, how: str
@@ -466,6 +467,7 @@ async def test_jwks_down_within_cache_lifetime_needs_no_request(
     assert jwks_server.request_count == 1
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("how", DOWN_MODES)
 async def test_jwks_down_and_key_not_cached_is_unavailable(
     verifiers: Verifiers, jwks_server: JwksServer, how: str
@@ -516,6 +518,7 @@ async def test_jwks_unreachable_is_unavailable_quickly(verifiers: Verifiers) -> 
     assert time.monotonic() - started < 2.0 + 1
 
 
+@pytest.mark.slow
 async def test_slow_jwks_is_unavailable_within_timeout(
     verifiers: Verifiers, jwks_server: JwksServer
 ) -> None:
@@ -577,6 +580,7 @@ async def test_verified_token_is_remembered(verifiers: Verifiers, jwks_server: J
     assert jwks_server.request_count == 1
 
 
+@pytest.mark.slow
 async def test_remembered_token_never_outlives_exp(verifiers: Verifiers) -> None:
     verifier = verifiers(secret=SECRET, leeway_seconds=0)
     expires_at = math.ceil(time.time()) + 1

@@ -88,6 +88,7 @@ async def subscribed(
         connection.close()
 
 
+@pytest.mark.slow
 async def test_a_cursor_gets_what_was_missed_then_live_events_in_order_once(hubs: Hub) -> None:
     hub = await hubs()
     user = new_user()
@@ -120,6 +121,7 @@ async def test_without_a_cursor_only_new_events_come(hubs: Hub) -> None:
     assert event.cursor == "3"
 
 
+@pytest.mark.slow
 async def test_an_event_recorded_without_a_wake_up_arrives_with_the_next(
     hubs: Hub, database_url: str
 ) -> None:
@@ -153,6 +155,7 @@ async def test_a_write_in_one_worker_reaches_a_stream_in_another(hubs: Hub) -> N
     assert time.monotonic() - started < 5
 
 
+@pytest.mark.slow
 async def test_writes_are_announced_in_few_notifications(hubs: Hub, database_url: str) -> None:
     hub = await hubs(notify_delay_seconds=0.05)
     heard: list[str] = []
@@ -170,6 +173,7 @@ async def test_writes_are_announced_in_few_notifications(hubs: Hub, database_url
     assert len(set(announced)) == len(users)
 
 
+@pytest.mark.slow
 async def test_a_cursor_past_retention_gets_one_resync(hubs: Hub, database_url: str) -> None:
     hub = await hubs()
     user = new_user()
@@ -197,6 +201,7 @@ async def test_a_cursor_this_stream_never_gave_gets_a_resync(hubs: Hub) -> None:
     assert (resync.kind, resync.cursor) == ("resync", "1")
 
 
+@pytest.mark.slow
 async def test_a_slow_consumer_is_dropped_with_a_cursor_that_loses_nothing(hubs: Hub) -> None:
     hub = await hubs(max_backlog=5)
     user = new_user()
@@ -213,6 +218,7 @@ async def test_a_slow_consumer_is_dropped_with_a_cursor_that_loses_nothing(hubs:
     assert [e.cursor for e in rest] == [str(n) for n in range(2, 12)]
 
 
+@pytest.mark.slow
 async def test_a_stream_ends_within_a_second_of_its_tokens_expiry(hubs: Hub) -> None:
     hub = await hubs()
     user = new_user()

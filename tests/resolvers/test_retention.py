@@ -113,6 +113,7 @@ async def test_one_purge_runs_at_a_time_across_processes(
         assert await _kept(admin, user) == ([], [])
 
 
+@pytest.mark.slow
 async def test_a_purge_may_take_longer_than_a_request_may(
     database_url: str, admin: asyncpg.Connection
 ) -> None:
@@ -134,6 +135,7 @@ async def test_a_purge_may_take_longer_than_a_request_may(
         assert await _kept(admin, user) == ([1], [])
 
 
+@pytest.mark.slow
 async def test_the_janitor_purges_by_itself_until_stopped(
     database_url: str, admin: asyncpg.Connection
 ) -> None:

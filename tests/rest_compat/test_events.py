@@ -83,6 +83,7 @@ async def test_a_browser_token_in_the_query_is_accepted(http: httpx.AsyncClient)
         assert await anext(lines) == "id: 1"
 
 
+@pytest.mark.slow
 async def test_an_idle_stream_gets_keep_alive_comments(http: httpx.AsyncClient) -> None:
     user = new_user()
     async with http.stream("GET", f"/api/{user}/tasks/events", headers=bearer(user)) as response:
@@ -96,6 +97,7 @@ async def test_an_idle_stream_gets_keep_alive_comments(http: httpx.AsyncClient) 
     assert 0.25 < time.monotonic() - started < 2
 
 
+@pytest.mark.slow
 async def test_an_expiring_token_ends_the_stream_with_an_error_event_within_a_second(
     http: httpx.AsyncClient,
 ) -> None:
@@ -165,6 +167,7 @@ async def test_every_documented_status_is_given_as_documented(
     assert given[422].json()["detail"][0]["loc"] == ["header", "Last-Event-ID"]
 
 
+@pytest.mark.slow
 async def test_other_methods_are_405_listing_get(http: httpx.AsyncClient) -> None:
     user = new_user()
     response = await http.post(f"/api/{user}/tasks/events", headers=bearer(user))

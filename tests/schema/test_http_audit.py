@@ -81,6 +81,7 @@ def run_audit(package: Path, url: str) -> list[dict[str, Any]]:
     return results
 
 
+@pytest.mark.slow
 def test_the_audit_finds_nothing_but_the_superseded_warnings(
     audit_package: Path, database_url: str
 ) -> None:

@@ -183,6 +183,7 @@ async def test_a_document_learnt_by_one_instance_is_known_to_another(clean_datab
     assert (hit.status_code, hit.json()) == (200, DATA)
 
 
+@pytest.mark.slow
 async def test_the_store_takes_at_most_its_maximum_of_automatic_documents(
     clean_database: str, admin_database_url: str
 ) -> None:
@@ -209,6 +210,7 @@ async def test_the_store_takes_at_most_its_maximum_of_automatic_documents(
         await drop_database(admin_database_url, name)
 
 
+@pytest.mark.slow
 async def test_one_user_cannot_fill_the_store_alone(
     client: httpx.AsyncClient, database_url: str
 ) -> None:

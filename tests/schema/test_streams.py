@@ -125,6 +125,7 @@ def _payload(token: str | None) -> dict[str, str]:
     return {} if token is None else {"Authorization": f"Bearer {token}"}
 
 
+@pytest.mark.slow
 async def test_an_expiring_token_closes_the_socket_4403_within_a_second(
     base_url: str,
 ) -> None:
@@ -207,6 +208,7 @@ async def test_graphql_over_sse_gets_missed_then_live_events(
     assert (live["kind"], live["cursor"]) == ("CREATED", "3")
 
 
+@pytest.mark.slow
 async def test_an_expiring_token_ends_graphql_over_sse_with_an_error_within_a_second(
     http: httpx.AsyncClient,
 ) -> None:

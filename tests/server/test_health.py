@@ -50,6 +50,7 @@ async def test_an_unreachable_database() -> None:
         await _unready(http, "database unreachable")
 
 
+@pytest.mark.slow
 async def test_a_database_without_schema_until_it_is_migrated(
     unmigrated: str, caplog: pytest.LogCaptureFixture
 ) -> None:

@@ -36,6 +36,7 @@ async def _samples(http: httpx.AsyncClient) -> dict[str, float]:
     }
 
 
+@pytest.mark.slow
 async def test_subscribers_deliveries_lag_and_endings_are_counted(
     http: httpx.AsyncClient,
 ) -> None:

@@ -6,6 +6,7 @@ import time
 from collections.abc import Callable
 
 import httpx
+import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from main import Settings
@@ -31,6 +32,7 @@ def labels(**values: str) -> frozenset[tuple[str, str]]:
     return frozenset(values.items())
 
 
+@pytest.mark.slow
 async def test_requests_are_counted_by_route_template_operation_and_status(
     client: httpx.AsyncClient, auth: Auth
 ) -> None:
@@ -58,6 +60,7 @@ async def test_requests_are_counted_by_route_template_operation_and_status(
     assert not any("alice" in value for _, key in after for _, value in key)
 
 
+@pytest.mark.slow
 async def test_invented_operation_names_do_not_grow_the_series_without_bound(
     client: httpx.AsyncClient, auth: Auth
 ) -> None:
@@ -70,6 +73,7 @@ async def test_invented_operation_names_do_not_grow_the_series_without_bound(
     assert "other" in operations
 
 
+@pytest.mark.slow
 async def test_database_outages_are_counted(clean_database: str, auth: Auth) -> None:
     unreachable = make_settings(
         "postgresql://postgres@127.0.0.1:9/postgres", DB_CONNECT_TIMEOUT="1"
@@ -82,6 +86,7 @@ async def test_database_outages_are_counted(clean_database: str, auth: Auth) -> 
     assert after[("taskql_database_unavailable_total", labels())] == before + 1
 
 
+@pytest.mark.slow
 async def test_jwks_fetches_are_counted(clean_database: str) -> None:
     key = ed25519_key()
     with JwksServer([key.public_jwk()]) as jwks:

@@ -102,6 +102,7 @@ async def _task(http: httpx.AsyncClient, auth: Headers, task_id: int) -> httpx.R
     return await http.get(f"/api/{USER}/tasks/{task_id}", headers=auth(USER))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("door", ["rest", "graphql"])
 async def test_parallel_toggles_lose_none(
     busy_client: httpx.AsyncClient, auth: Headers, door: str
@@ -119,6 +120,7 @@ async def test_parallel_toggles_lose_none(
     assert final.json()["completed"] is (TOGGLES % 2 == 1)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("door", ["rest", "graphql"])
 async def test_parallel_updates_of_one_version_let_exactly_one_win(
     busy_client: httpx.AsyncClient, auth: Headers, door: str
@@ -139,6 +141,7 @@ async def test_parallel_updates_of_one_version_let_exactly_one_win(
     assert final.json()["title"] == f"writer {won.index(True)}"
 
 
+@pytest.mark.slow
 async def test_parallel_updates_and_delete_never_resurrect(
     busy_client: httpx.AsyncClient, auth: Headers
 ) -> None:

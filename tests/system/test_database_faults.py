@@ -94,6 +94,7 @@ async def test_an_unmigrated_database_answers_503_never_422(
     assert "run `taskql migrate`" in said
 
 
+@pytest.mark.slow
 async def test_a_dropped_function_is_a_500_with_its_cause_logged(
     migrated: str, auth: Headers, caplog: pytest.LogCaptureFixture
 ) -> None:

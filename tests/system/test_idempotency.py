@@ -496,6 +496,7 @@ async def test_a_retry_after_the_server_restarted_is_replayed(
     assert len((await stored(admin, user)).tasks) == 1
 
 
+@pytest.mark.slow
 async def test_past_its_window_the_janitor_removes_a_key_which_then_writes_afresh(
     database_url: str, admin: asyncpg.Connection
 ) -> None:

@@ -214,6 +214,7 @@ async def test_serve_starts_while_the_database_is_unreachable(tmp_path: Path) ->
         },
     ],
 )
+@pytest.mark.slow
 async def test_migrating_on_start_through_a_pooler_is_a_configuration_error(
     variables: dict[str, str],
 ) -> None:

@@ -187,6 +187,7 @@ async def test_jwks_outage_keeps_cached_keys_and_fails_fast(
     jwks_server.mode = "up"
 
 
+@pytest.mark.slow
 async def test_jwks_down_from_the_start_is_503_not_a_hang(
     database_url: str, jwks_server: JwksServer
 ) -> None:

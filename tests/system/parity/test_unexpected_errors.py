@@ -14,6 +14,7 @@ from tests.support.graphql import post_graphql
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
 
+@pytest.mark.slow
 async def test_unexpected_errors_are_masked_and_logged(
     admin_database_url: str, caplog: pytest.LogCaptureFixture
 ) -> None:
