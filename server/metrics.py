@@ -7,6 +7,8 @@ import) so that every worker writes its samples there and any worker can answer 
 from __future__ import annotations
 
 import asyncio
+import os
+import sys
 from pathlib import Path
 from typing import Any, Final, Protocol
 
@@ -23,6 +25,38 @@ from prometheus_client import (
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
+
+MULTIPROCESS_DIR_VARIABLE = "PROMETHEUS_MULTIPROC_DIR"
+
+
+def _prepare_multiprocess_dir() -> None:
+    """Create the directory PROMETHEUS_MULTIPROC_DIR names, or exit naming the variable.
+
+    prometheus-client opens a file there as soon as the metrics below are made, at import,
+    before any setting is read: a missing directory would otherwise end the process with a
+    traceback from inside the library.
+    """
+    configured = os.environ.get(MULTIPROCESS_DIR_VARIABLE)
+    if not configured:
+        return
+    try:
+        Path(configured).mkdir(parents=True, exist_ok=True)
+        writable = os.access(configured, os.W_OK | os.X_OK)
+    except OSError as error:
+        problem = error.strerror or str(error)
+    else:
+        if writable:
+            return
+        problem = "not writable by this user"
+    print(
+        f"configuration error: {MULTIPROCESS_DIR_VARIABLE}={configured}: {problem}; "
+        "point it at a directory this user can write, or unset it (one worker needs none)",
+        file=sys.stderr,
+    )
+    raise SystemExit(2)
+
+
+_prepare_multiprocess_dir()
 
 _LABELS = ("route", "operation", "method", "status")
 # Client-chosen strings become label values only from a bounded set, so no client can grow the

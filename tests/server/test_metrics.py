@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import httpx
 import pytest
@@ -11,7 +12,9 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from main import Settings
 from tests.support.app import app_client, make_settings
+from tests.support.cli import cli_environment, run_cli
 from tests.support.jwks import JwksServer, ed25519_key, sign
+from tests.support.tokens import JWT_SECRET
 
 Auth = Callable[[str], dict[str, str]]
 
@@ -105,3 +108,26 @@ async def test_jwks_fetches_are_counted(clean_database: str) -> None:
 async def test_metrics_can_be_turned_off(clean_database: str) -> None:
     async with app_client(make_settings(clean_database, METRICS="false")) as client:
         assert (await client.get("/metrics")).status_code == 404
+
+
+@pytest.mark.slow
+async def test_a_missing_metrics_directory_is_created(tmp_path: Path) -> None:
+    directory = tmp_path / "metrics" / "workers"
+    env = cli_environment(PROMETHEUS_MULTIPROC_DIR=str(directory), JWT_SECRET=JWT_SECRET)
+    status, stdout, stderr = await run_cli("token", "alice", env=env)
+    assert status == 0, stderr
+    assert stdout.count(".") == 2
+    assert directory.is_dir()
+
+
+@pytest.mark.slow
+async def test_a_metrics_directory_that_cannot_be_made_is_refused_by_name(tmp_path: Path) -> None:
+    not_a_directory = tmp_path / "a-file"
+    not_a_directory.write_text("")
+    configured = str(not_a_directory / "workers")
+    env = cli_environment(PROMETHEUS_MULTIPROC_DIR=configured, JWT_SECRET=JWT_SECRET)
+    status, stdout, stderr = await run_cli("token", "alice", env=env)
+    assert status == 2
+    assert stdout == ""
+    assert f"configuration error: PROMETHEUS_MULTIPROC_DIR={configured}" in stderr
+    assert "Traceback" not in stderr
