@@ -381,6 +381,7 @@ def read_settings(env: Mapping[str, str]) -> Settings:
     burst = read.integer("RATE_LIMIT_BURST", 1) if read.text("RATE_LIMIT_BURST") else per_minute
     store = read.choice("RATE_LIMIT_STORE", ("database", "memory", "auto"))
     shared = store == "database" or (store == "auto" and database_url is not None)
+    rate_limit = _rate_limit(workers, per_minute, burst, shared=shared)
     pool_size = read.integer("DB_POOL_SIZE", 1)
     cors_origins = read.items("CORS_ORIGINS")
     try:
@@ -432,10 +433,13 @@ def read_settings(env: Mapping[str, str]) -> Settings:
         shutdown_grace=read.seconds("SHUTDOWN_GRACE_SECONDS"),
         graphiql_assets_url=read.text("GRAPHIQL_ASSETS_URL") or "",
         forwarded_allow_ips=read.text("FORWARDED_ALLOW_IPS") or "127.0.0.1",
-        rate_limit=_rate_limit(workers, per_minute, burst, shared=shared),
+        rate_limit=rate_limit,
         retention=RetentionConfig(
             event_seconds=read.seconds("EVENT_RETENTION_SECONDS"),
             idempotency_key_seconds=read.seconds("IDEMPOTENCY_KEY_SECONDS"),
+            bucket_seconds=rate_limit.refill_seconds
+            if rate_limit.shared and rate_limit.enabled
+            else None,
         ),
         listen_url=_listen_url(read, database_url),
         live=LiveConfig(

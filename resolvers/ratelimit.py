@@ -33,6 +33,11 @@ class RateLimitConfig:
     def enabled(self) -> bool:
         return self.per_minute > 0
 
+    @property
+    def refill_seconds(self) -> float:
+        """How long an empty bucket takes to fill up again."""
+        return self.burst * 60.0 / self.per_minute
+
 
 def _refused(wait_seconds: float) -> RateLimited:
     return RateLimited(

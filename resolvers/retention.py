@@ -1,5 +1,6 @@
-"""The retention janitor: each process removes expired events and idempotency keys about once a
-minute, with no human involved; PostgreSQL lets one purge run at a time across all processes.
+"""The retention janitor: each process removes expired events and idempotency keys (and
+rate-limit buckets full again) about once a minute, with no human involved; PostgreSQL lets
+one purge run at a time across all processes.
 
 Home-made because the job is one statement a minute on the pool we already have: a scheduler
 library or pg_cron would add a moving part (pg_cron is not on every host, e.g. not on every
@@ -34,6 +35,9 @@ class RetentionConfig:
 
     event_seconds: float = 86400.0
     idempotency_key_seconds: float = 86400.0
+    # Rate-limit buckets untouched this long are full again and go (the time an empty one
+    # takes to refill); None: this process keeps no buckets in PostgreSQL, so leaves them.
+    bucket_seconds: float | None = None
 
 
 class RetentionJanitor:
@@ -65,6 +69,7 @@ class RetentionJanitor:
                 conn,
                 event_seconds=self._config.event_seconds,
                 key_seconds=self._config.idempotency_key_seconds,
+                bucket_seconds=self._config.bucket_seconds,
                 timeout_seconds=PURGE_TIMEOUT_SECONDS,
             )
         if removed is not None and self._on_purge is not None:

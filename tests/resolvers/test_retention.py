@@ -225,6 +225,23 @@ def test_both_retentions_are_settings_of_a_day_by_default(database_url: str) -> 
     assert settings.retention == RetentionConfig(event_seconds=600, idempotency_key_seconds=172800)
 
 
+@pytest.mark.parametrize(
+    ("env", "bucket_seconds"),
+    [
+        # 10 tokens at one a second: an empty bucket is full again after 10 s.
+        ({"RATE_LIMIT_PER_MINUTE": "60", "RATE_LIMIT_BURST": "10"}, 10.0),
+        ({"RATE_LIMIT_PER_MINUTE": "600"}, 60.0),
+        # Buckets in memory, or no limit: the janitor leaves the table alone.
+        ({"RATE_LIMIT_PER_MINUTE": "60", "RATE_LIMIT_STORE": "memory"}, None),
+        ({}, None),
+    ],
+)
+def test_rate_limit_buckets_go_once_they_would_be_full_again(
+    database_url: str, env: dict[str, str], bucket_seconds: float | None
+) -> None:
+    assert make_settings(database_url, **env).retention.bucket_seconds == bucket_seconds
+
+
 @pytest.mark.parametrize("name", ["EVENT_RETENTION_SECONDS", "IDEMPOTENCY_KEY_SECONDS"])
 @pytest.mark.parametrize("value", ["0", "-1", "a day", "inf"])
 def test_a_retention_that_is_not_a_positive_number_refuses_to_start(
