@@ -359,16 +359,20 @@ class Settings:
         )
 
 
-def read_settings(env: Mapping[str, str]) -> Settings:
-    """Settings from environment variables; raises ConfigError naming the bad variable."""
+def read_settings(env: Mapping[str, str], *, verifies_tokens: bool = True) -> Settings:
+    """Settings from environment variables; raises ConfigError naming the bad variable.
+
+    Without `verifies_tokens` (the commands that only touch the database: migrate, documents)
+    no way to verify tokens is needed, and no development secret is made.
+    """
     read = Environment(SETTINGS, env)
     data_dir = read.path("DATA_DIR") or Path(".data").resolve()
     database_url = read.text("DATABASE_URL")
     secret = read.text("JWT_SECRET")
     jwks_url = read.text("JWT_JWKS_URL")
-    if database_url is None and secret is None and jwks_url is None:
+    if verifies_tokens and database_url is None and secret is None and jwks_url is None:
         secret = development_secret(data_dir)
-    if secret is None and jwks_url is None:
+    if verifies_tokens and secret is None and jwks_url is None:
         raise ConfigError(
             "DATABASE_URL is set but no way to verify tokens is: set JWT_JWKS_URL (e.g. Better "
             "Auth's https://your-app/api/auth/jwks) or JWT_SECRET (HS256 shared secret)."
@@ -798,7 +802,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     try:
-        settings = read_settings(os.environ)
+        settings = read_settings(
+            os.environ, verifies_tokens=args.command not in ("migrate", "documents")
+        )
     except ConfigError as error:
         print(f"configuration error: {error}", file=sys.stderr)
         return 2

@@ -195,8 +195,9 @@ async def test_concurrent_upgrades_take_turns(fresh_url: str) -> None:
 
 
 @pytest.mark.slow
-async def test_migrate_cli_upgrades_and_downgrades(fresh_url: str) -> None:
-    env = cli_environment(DATABASE_URL=fresh_url, JWT_SECRET="cli-secret")
+async def test_migrate_cli_upgrades_and_downgrades(fresh_url: str, tmp_path: Path) -> None:
+    # Migrating needs the database alone: no way to verify tokens, no development secret.
+    env = cli_environment(DATABASE_URL=fresh_url, DATA_DIR=str(tmp_path))
 
     status, stdout, stderr = await run_cli("migrate", env=env)
     assert status == 0, stderr
@@ -207,6 +208,7 @@ async def test_migrate_cli_upgrades_and_downgrades(fresh_url: str) -> None:
     assert status == 0, stderr
     assert stdout.strip() == "database at revision None"
     assert not await _table_exists(fresh_url)
+    assert _files(tmp_path) == []
 
 
 @pytest.mark.slow
@@ -215,7 +217,6 @@ async def test_migrate_cli_prefers_the_migration_url(fresh_url: str) -> None:
     env = cli_environment(
         DATABASE_URL="postgresql://nobody@127.0.0.1:1/unreachable",
         DATABASE_MIGRATION_URL=fresh_url,
-        JWT_SECRET="cli-secret",
         DB_CONNECT_TIMEOUT="2",
     )
 
@@ -224,3 +225,20 @@ async def test_migrate_cli_prefers_the_migration_url(fresh_url: str) -> None:
     assert status == 0, stderr
     assert stdout.strip() == f"database at revision {HEAD}"
     assert await _table_exists(fresh_url)
+
+
+@pytest.mark.slow
+async def test_migrate_cli_with_only_the_migration_url_writes_nothing_else(
+    fresh_url: str, tmp_path: Path
+) -> None:
+    env = cli_environment(DATABASE_MIGRATION_URL=fresh_url, DATA_DIR=str(tmp_path))
+
+    status, stdout, stderr = await run_cli("migrate", env=env)
+
+    assert status == 0, stderr
+    assert stdout.strip() == f"database at revision {HEAD}"
+    assert _files(tmp_path) == []
+
+
+def _files(directory: Path) -> list[str]:
+    return sorted(path.name for path in directory.iterdir())
