@@ -19,6 +19,7 @@ from gql.client import AsyncClientSession
 from gql.transport.websockets import WebsocketsTransport
 from httpx_sse import ServerSentEvent, aconnect_sse
 
+from rest_compat.events import RETRY_MILLISECONDS
 from tests.support.cli import PROJECT_DIR
 from tests.support.servers import free_port
 from tests.support.tokens import JWT_SECRET, hs256_token
@@ -218,25 +219,34 @@ async def resuming_event_source(
     received: list[dict[str, Any]],
     stop: asyncio.Event,
     endings: list[str] | None = None,
+    connections: list[str] | None = None,
 ) -> None:
-    """An SSE subscriber of the REST stream that resumes with Last-Event-ID, as EventSource;
-    the codes of the `error` events that ended its streams go to `endings`."""
+    """An SSE subscriber of the REST stream that resumes as a browser's EventSource does: with
+    Last-Event-ID, once the reconnection time the server's `retry:` field sets has passed.
+    The codes of the `error` events that ended its streams go to `endings`; each connection's
+    Last-Event-ID and how it ended go to `connections` (for failure messages)."""
     cursor = "0"
     async with httpx.AsyncClient(base_url=base_url, timeout=30) as http:
         while not stop.is_set():
             headers = {**bearer(user_id), "Last-Event-ID": cursor}
+            outcome = "ended"
             try:
                 async with rest_events(http, user_id, headers=headers) as events:
                     async for sse in events:
                         if sse.event == "error":
+                            code = json.loads(sse.data)["code"]
+                            outcome = f"error {code}"
                             if endings is not None:
-                                endings.append(json.loads(sse.data)["code"])
+                                endings.append(code)
                             break
                         event = rest_event(sse)
                         received.append(event)
                         cursor = event["cursor"]
-            except (httpx.HTTPError, AssertionError):
-                await asyncio.sleep(0.1)
+            except (httpx.HTTPError, AssertionError) as error:
+                outcome = type(error).__name__
+            if connections is not None:
+                connections.append(f"after {headers['Last-Event-ID']}: {outcome}")
+            await asyncio.sleep(RETRY_MILLISECONDS / 1000)
 
 
 def cursors(received: list[dict[str, Any]]) -> list[int]:

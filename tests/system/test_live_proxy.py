@@ -107,10 +107,13 @@ async def test_a_sigterm_moves_subscribers_to_the_other_instance_without_loss(
     over_websocket: list[dict[str, Any]] = []
     over_sse: list[dict[str, Any]] = []
     endings: list[str] = []
+    connections: list[str] = []
     stop = asyncio.Event()
     subscribers = [
         asyncio.create_task(resuming_websocket(proxy, user, over_websocket, stop)),
-        asyncio.create_task(resuming_event_source(proxy, user, over_sse, stop, endings)),
+        asyncio.create_task(
+            resuming_event_source(proxy, user, over_sse, stop, endings, connections)
+        ),
     ]
     async with httpx.AsyncClient(base_url=second, timeout=10) as writer:
         await create_tasks(writer, user, 5)
@@ -130,4 +133,4 @@ async def test_a_sigterm_moves_subscribers_to_the_other_instance_without_loss(
     for task in subscribers:
         task.cancel()
     assert cursors(over_websocket) == list(range(1, 16))
-    assert cursors(over_sse) == list(range(1, 16))
+    assert cursors(over_sse) == list(range(1, 16)), connections[:20]
