@@ -59,6 +59,24 @@ async def test_a_rest_write_on_one_process_reaches_a_graphql_subscriber_on_anoth
     assert {event["kind"] for event in received} == {"CREATED"}
 
 
+def _listening_workers(supervisor: psutil.Process, port: int) -> int:
+    count = 0
+    for child in supervisor.children():
+        on_port = child.net_connections(kind="tcp")
+        count += any(c.laddr.port == port and c.status == psutil.CONN_LISTEN for c in on_port)
+    return count
+
+
+async def _until_both_workers_listen(supervisor: psutil.Process, port: int) -> None:
+    """The server answers once one worker is up; the kernel spreads connections only over the
+    workers listening when they arrive."""
+    for _ in range(600):
+        if _listening_workers(supervisor, port) == 2:
+            return
+        await asyncio.sleep(0.1)
+    raise AssertionError("the second worker never listened")
+
+
 def _worker_of(connections: int, supervisor: psutil.Process, port: int) -> dict[int, int]:
     """Established connections on `port` per worker process (those listening on it)."""
     spread = {}
@@ -74,15 +92,17 @@ async def test_with_two_workers_every_connection_of_a_user_gets_every_event(
     clean_database: str,
 ) -> None:
     user = new_user()
-    subscribers = 8
+    # All 16 on one worker by chance: 1 in 32,768 (SO_REUSEPORT hashes each connection).
+    subscribers = 16
     with served(clean_database, WORKERS="2") as (url, process):
+        port = int(url.rsplit(":", 1)[1])
+        await _until_both_workers_listen(psutil.Process(process.pid), port)
         async with contextlib.AsyncExitStack() as stack:
             streams = []
             for _ in range(subscribers):
                 # A connection each, so that the kernel spreads them over the workers.
                 http = await stack.enter_async_context(httpx.AsyncClient(base_url=url))
                 streams.append(await stack.enter_async_context(rest_events(http, user)))
-            port = int(url.rsplit(":", 1)[1])
             spread = _worker_of(subscribers, psutil.Process(process.pid), port)
             assert all(spread.values()), f"both workers should serve some: {spread}"
             for _ in range(6):
