@@ -106,6 +106,11 @@ class EventHub:
         return self._listener.connected
 
     @property
+    def open_streams(self) -> int:
+        """Streams open in this worker, those still opening included."""
+        return self._streams
+
+    @property
     def database(self) -> Database:
         return self._database
 
@@ -186,6 +191,7 @@ class EventHub:
             max_backlog=self.config.max_backlog,
             on_delivered=self._delivered,
             on_close=lambda closed: self._leave(connection, closed),
+            after=position,
         )
         channel = self._join(stream)
         try:

@@ -53,6 +53,7 @@ class EventStream:
         max_backlog: int,
         on_delivered: OnDelivered,
         on_close: Callable[[EventStream], None],
+        after: int | None = None,
     ) -> None:
         self.owner_id = owner_id
         self._source = source
@@ -60,7 +61,9 @@ class EventStream:
         self._max_backlog = max_backlog
         self._on_delivered = on_delivered
         self._on_close = on_close
-        self._last = -1
+        # Until `start`, the client's own cursor: a stream ended while it opens (the server
+        # drains) tells its client to resume from where it asked to, not from the beginning.
+        self._last = -1 if after is None else after
         # The newest position known to exist: the head at the start, or a pushed event.
         self._head = 0
         self._started = False

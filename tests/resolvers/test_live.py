@@ -267,3 +267,25 @@ async def test_draining_ends_every_stream_with_its_cursor(hubs: Hub) -> None:
             await take(stream, 1)
     await draining
     assert ended.value.cursor == "1"
+
+
+async def test_a_stream_still_opening_when_draining_begins_ends_with_its_clients_cursor(
+    hubs: Hub,
+) -> None:
+    hub = await hubs()
+    user = new_user()
+    await create(hub, user, 3)
+    connection = context(hub, user).live_connection()
+    try:
+        opening = asyncio.create_task(connection.subscribe(after="2"))
+        # Only until it has joined its owner's channel: it then awaits the stream's head
+        # from the database, and the drain comes first.
+        while hub.open_streams == 0:
+            await asyncio.sleep(0)
+        await hub.drain(timeout_seconds=0.1)
+        stream = await opening
+        with pytest.raises(ShuttingDown) as ended:
+            await take(stream, 1)
+    finally:
+        connection.close()
+    assert ended.value.cursor == "2"
