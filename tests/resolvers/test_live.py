@@ -280,8 +280,11 @@ async def test_a_stream_still_opening_when_draining_begins_ends_with_its_clients
         opening = asyncio.create_task(connection.subscribe(after="2"))
         # Only until it has joined its owner's channel: it then awaits the stream's head
         # from the database, and the drain comes first.
-        while hub.open_streams == 0:
+        for _ in range(10_000):
+            if hub.open_streams:
+                break
             await asyncio.sleep(0)
+        assert hub.open_streams == 1
         await hub.drain(timeout_seconds=0.1)
         stream = await opening
         with pytest.raises(ShuttingDown) as ended:
