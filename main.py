@@ -441,9 +441,7 @@ def read_settings(env: Mapping[str, str], *, verifies_tokens: bool = True) -> Se
         retention=RetentionConfig(
             event_seconds=read.seconds("EVENT_RETENTION_SECONDS"),
             idempotency_key_seconds=read.seconds("IDEMPOTENCY_KEY_SECONDS"),
-            bucket_seconds=rate_limit.refill_seconds
-            if rate_limit.shared and rate_limit.enabled
-            else None,
+            bucket_seconds=rate_limit.shared_bucket_refill_seconds,
         ),
         listen_url=_listen_url(read, database_url),
         live=LiveConfig(

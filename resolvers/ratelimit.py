@@ -34,8 +34,11 @@ class RateLimitConfig:
         return self.per_minute > 0
 
     @property
-    def refill_seconds(self) -> float:
-        """How long an empty bucket takes to fill up again."""
+    def shared_bucket_refill_seconds(self) -> float | None:
+        """How long an empty bucket in PostgreSQL takes to fill up again; None when this
+        process keeps no buckets there (no limit, or buckets in memory)."""
+        if not (self.shared and self.enabled):
+            return None
         return self.burst * 60.0 / self.per_minute
 
 
