@@ -9,7 +9,7 @@ import httpx
 import pytest
 
 import main
-from tests.support.app import running_app
+from tests.support.app import log_request_statements, running_app
 from tests.support.graphql import graphql, seed_tasks
 from tests.support.listing import task_rows
 
@@ -42,7 +42,7 @@ async def app(settings: main.Settings) -> AsyncIterator[tuple[httpx.AsyncClient,
     async with running_app(settings) as (http, state):
         log = StatementLog()
         # asyncpg's own query log: every statement the app's pool sends.
-        state["database"].log_statements(log)
+        await log_request_statements(state, log)
         yield http, log
 
 

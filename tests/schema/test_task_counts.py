@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from tests.support.app import make_settings, running_app
+from tests.support.app import log_request_statements, make_settings, running_app
 from tests.support.graphql import seed_tasks
 from tests.support.tokens import hs256_token
 
@@ -42,7 +42,7 @@ async def test_counts_come_beside_the_list_in_one_statement(
     await seed_tasks(clean_database, "bob", ROWS)
     statements: list[str] = []
     async with running_app(make_settings(clean_database)) as (http, state):
-        state["database"].log_statements(lambda record: statements.append(record.query))
+        await log_request_statements(state, lambda record: statements.append(record.query))
         response = await http.post(
             "/graphql",
             json={

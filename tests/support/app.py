@@ -43,3 +43,13 @@ async def running_app(
         transport = httpx.ASGITransport(app=app_with_state)
         async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as http:
             yield http, dict(state or {})
+
+
+async def log_request_statements(state: dict[str, Any], logger: Any) -> None:
+    """Call `logger` with each statement the app's requests send from now on.
+
+    The retention janitor is stopped first: its purge (once a minute, the first at a random
+    moment) would otherwise land in a test's count of a request's statements now and then.
+    """
+    await state["janitor"].stop()
+    state["database"].log_statements(logger)

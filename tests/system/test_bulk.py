@@ -14,7 +14,7 @@ import httpx
 import pytest
 
 import main
-from tests.support.app import make_settings, running_app
+from tests.support.app import log_request_statements, make_settings, running_app
 from tests.support.databases import create_migrated_database, drop_database
 from tests.support.graphql import seed_tasks
 from tests.support.tokens import hs256_token
@@ -498,7 +498,7 @@ async def test_each_bulk_change_is_one_statement(clean_database: str) -> None:
     await seed(clean_database, "alice", *(task(f"t{n}") for n in range(20)))
     statements: list[str] = []
     async with running_app(make_settings(clean_database)) as (http, state):
-        state["database"].log_statements(lambda record: statements.append(record.query))
+        await log_request_statements(state, lambda record: statements.append(record.query))
         headers = {"Authorization": f"Bearer {hs256_token('alice')}"}
         completed = await http.patch(
             "/api/alice/tasks", params={"all": "true"}, json={"completed": True}, headers=headers
