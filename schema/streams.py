@@ -9,6 +9,9 @@ verified as for any request: the `Authorization` header of an SSE request, or th
 
 from __future__ import annotations
 
+import asyncio
+import math
+import time
 import uuid
 from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass
@@ -29,7 +32,7 @@ from strawberry.types.graphql import OperationType
 from strawberry.types.unset import UNSET, UnsetType
 
 from resolvers.context import ContextFactory
-from resolvers.errors import AppError
+from resolvers.errors import AppError, Unauthenticated
 from schema.http import (
     GRAPHQL_PATH,
     GRAPHQL_RESPONSE,
@@ -39,6 +42,12 @@ from schema.http import (
 )
 from schema.subscription import StreamContext
 from schema.websocket import ClosingSocket, close_for
+
+# A subscription ends itself when its token expires, saying where to resume; a little after,
+# whatever is left of the connection (a socket with no subscription) is closed too, so that
+# no socket outlives its token.
+EXPIRED_CONNECTION_GRACE_SECONDS = 0.5
+EXPIRED_CONNECTION = "The token has expired: connect again with a fresh one"
 
 
 def allowed_origins(origins: Iterable[str]) -> frozenset[str]:
@@ -100,6 +109,8 @@ class StreamingGraphQL(GraphQL[StreamContext, None]):
         try:
             await self.run(websocket, context=context)
         finally:
+            if context.expiry is not None:
+                context.expiry.cancel()
             if context.live is not None:
                 context.live.close()
 
@@ -116,6 +127,8 @@ class StreamingGraphQL(GraphQL[StreamContext, None]):
             context.live = request_context.live_connection()
         except AppError as error:
             await context.close(*close_for(error))
+        else:
+            context.expiry = _close_at_expiry(context, context.live.principal.expires_at)
         return cast(UnsetType, UNSET)  # acknowledged, with no payload
 
     async def _serve_events(self, request: Request, send: Send) -> None:
@@ -140,6 +153,24 @@ class StreamingGraphQL(GraphQL[StreamContext, None]):
             await response(request.scope, request.receive, send)
         finally:
             live.close()
+
+
+def _close_at_expiry(context: StreamContext, expires_at: float) -> asyncio.TimerHandle | None:
+    """A timer that closes the socket 4403 once its token has expired (none without `exp`)."""
+    if math.isinf(expires_at):
+        return None
+    close = context.close
+    assert close is not None
+    loop = asyncio.get_running_loop()
+
+    def expire() -> None:
+        # Kept on the context, so that the closing task is not collected before it runs.
+        context.closing = asyncio.ensure_future(
+            close(*close_for(Unauthenticated(EXPIRED_CONNECTION)))
+        )
+
+    delay = max(0.0, expires_at - time.time()) + EXPIRED_CONNECTION_GRACE_SECONDS
+    return loop.call_later(delay, expire)
 
 
 def _authorization(params: Mapping[str, object]) -> str | None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncGenerator, AsyncIterator, Iterator
 from dataclasses import dataclass
@@ -97,6 +98,10 @@ class StreamContext:
     # Over WebSocket: what verifies connection_init's token, and closes the socket.
     factory: ContextFactory | None = None
     close: CloseSocket | None = None
+    # Over WebSocket: the timer that closes the socket when the token expires, and the task
+    # closing it then.
+    expiry: asyncio.TimerHandle | None = None
+    closing: asyncio.Future[None] | None = None
     # What Strawberry's graphql-transport-ws handler puts here: connection_init's payload.
     connection_params: dict[str, object] | None = None
 

@@ -142,6 +142,21 @@ async def test_an_expiring_token_closes_the_socket_4403_within_a_second(
     assert expires_at <= closed_at < expires_at + 1.0
 
 
+@pytest.mark.slow
+async def test_an_expiring_token_closes_a_socket_without_subscriptions_within_a_second(
+    base_url: str,
+) -> None:
+    expires_at = int(time.time()) + 2
+    async with await _open(base_url) as socket:
+        ack = await _init(socket, hs256_token(new_user(), exp=expires_at))
+        assert ack["type"] == "connection_ack"
+        code, reason = await _closed(socket)
+        closed_at = time.time()
+    assert code == 4403
+    assert "expired" in reason
+    assert expires_at <= closed_at < expires_at + 1.0
+
+
 async def test_a_third_connection_of_one_user_is_closed_4429(base_url: str) -> None:
     user = new_user()
     async with await _open(base_url) as one, await _open(base_url) as two:
