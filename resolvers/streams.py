@@ -200,9 +200,13 @@ class EventStream:
         """Read what follows the position from the database (one page)."""
         self._skipped = False
         source = self._source
+        # What the read must find: events up to the head known before it began. One pushed
+        # while it runs may have committed after its snapshot; it is read next time, and is
+        # no sign of a gap.
+        head = self._head
         try:
             events = await source.read_after(self.owner_id, self._last)
-            first = events[0].position if events else self._head + 1
+            first = events[0].position if events else head + 1
             if first != self._last + 1:
                 # Events past the cursor are no longer kept: the client refetches instead.
                 events = [resync_event(await source.head(self.owner_id))]

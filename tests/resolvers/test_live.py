@@ -4,6 +4,7 @@ resync past retention; wake-ups between workers; slow consumers; expiry; limits;
 from __future__ import annotations
 
 import asyncio
+import math
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
@@ -292,3 +293,58 @@ async def test_a_stream_still_opening_when_draining_begins_ends_with_its_clients
     finally:
         connection.close()
     assert ended.value.cursor == "2"
+
+
+class _OvertakenRead:
+    """The hub as a stream's event source, where the read after `position` is overtaken:
+    after it has read and before it returns, `overtake` runs (a write commits and its event
+    is pushed to the stream), as happens when a write lands during a read."""
+
+    def __init__(self, hub: EventHub, position: int, overtake: Callable[[], Awaitable[None]]):
+        self._hub = hub
+        self._position = position
+        self._overtake = overtake
+
+    async def read_after(self, owner_id: str, position: int) -> list[TaskEvent]:
+        events = await self._hub.read_after(owner_id, position)
+        if position == self._position:
+            await self._overtake()
+        return events
+
+    async def head(self, owner_id: str) -> int:
+        return await self._hub.head(owner_id)
+
+    @property
+    def page_size(self) -> int:
+        return self._hub.page_size
+
+
+async def test_an_event_pushed_during_a_read_that_missed_it_is_read_next_not_a_gap(
+    hubs: Hub,
+) -> None:
+    hub = await hubs(page_size=2)
+    user = new_user()
+    await create(hub, user, 2)
+
+    async def write_and_push() -> None:
+        await create(hub, user)
+        stream.push(await hub.read_after(user, 2))
+
+    stream = EventStream(
+        _OvertakenRead(hub, 2, write_and_push),
+        user,
+        expires_at=math.inf,
+        max_backlog=10,
+        on_delivered=lambda event, live: None,
+        on_close=lambda closed: None,
+    )
+    # Two events, a full page: the stream reads again after them, and that read finds
+    # nothing, while the third event commits and is pushed.
+    stream.start(after=0, head=2)
+    events = await take(stream, 3)
+    stream.close()
+    assert [(event.kind, event.cursor) for event in events] == [
+        ("created", "1"),
+        ("created", "2"),
+        ("created", "3"),
+    ]

@@ -132,5 +132,10 @@ async def test_a_sigterm_moves_subscribers_to_the_other_instance_without_loss(
     stop.set()
     for task in subscribers:
         task.cancel()
-    assert cursors(over_websocket) == list(range(1, 16))
-    assert cursors(over_sse) == list(range(1, 16)), connections[:20]
+    assert cursors(over_websocket) == list(range(1, 16)), _kinds(over_websocket)
+    assert cursors(over_sse) == list(range(1, 16)), (connections[:20], _kinds(over_sse))
+
+
+def _kinds(received: list[dict[str, Any]]) -> list[tuple[str, str]]:
+    """What each of the first events was, for a failure message."""
+    return [(event["kind"], event["cursor"]) for event in received[:40]]
