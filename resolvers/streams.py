@@ -215,8 +215,12 @@ class EventStream:
             self._retry_seconds = min(self._retry_seconds * 2, _MAX_RETRY_SECONDS)
             return
         self._retry_seconds = _FIRST_RETRY_SECONDS
-        if self._ended is None and events:
-            self._replay = deque(events)
+        if events:
+            # What was read exists: the head is at least there, and the next read, after
+            # it, finding nothing is no gap.
+            self._head = max(self._head, events[-1].position)
+            if self._ended is None:
+                self._replay = deque(events)
         # A resync is followed by a read past it, which finds what came after its head.
         resynced = bool(events) and events[0].kind == "resync"
         self._behind = resynced or len(events) >= source.page_size or self._skipped

@@ -348,3 +348,67 @@ async def test_an_event_pushed_during_a_read_that_missed_it_is_read_next_not_a_g
         ("created", "2"),
         ("created", "3"),
     ]
+
+
+async def test_after_a_resync_past_the_known_head_the_stream_waits_for_what_follows(
+    hubs: Hub, database_url: str
+) -> None:
+    hub = await hubs()
+    user = new_user()
+    await create(hub, user, 3)
+    conn = await asyncpg.connect(database_url)
+    try:
+        # Past retention: the first two events are gone.
+        await conn.execute("DELETE FROM task_events WHERE owner_id = $1 AND position <= 2", user)
+    finally:
+        await conn.close()
+
+    async def write() -> None:
+        # A write the stream is not told of: the head moves on while it reads.
+        await create(hub, user)
+
+    stream = EventStream(
+        _OvertakenRead(hub, 0, write),
+        user,
+        expires_at=math.inf,
+        max_backlog=10,
+        on_delivered=lambda event, live: None,
+        on_close=lambda closed: None,
+    )
+    stream.start(after=0, head=3)
+    first = await take(stream, 1)
+    then = await stream.next(idle_seconds=0.5)
+    stream.close()
+    assert [(event.kind, event.cursor) for event in first] == [("resync", "4")]
+    # Not the same resync again and again, until the next write.
+    assert then is None
+
+
+async def test_events_read_past_the_known_head_are_followed_by_no_resync(hubs: Hub) -> None:
+    hub = await hubs()
+    user = new_user()
+    await create(hub, user, 3)
+
+    async def push_the_first() -> None:
+        # The owner's channel read before the second and third events committed.
+        stream.push((await hub.read_after(user, 0))[:1])
+
+    stream = EventStream(
+        _OvertakenRead(hub, 0, push_the_first),
+        user,
+        expires_at=math.inf,
+        max_backlog=10,
+        on_delivered=lambda event, live: None,
+        on_close=lambda closed: None,
+    )
+    # The head when the stream started was the first event; the read finds all three.
+    stream.start(after=0, head=1)
+    events = await take(stream, 3)
+    then = await stream.next(idle_seconds=0.5)
+    stream.close()
+    assert [(event.kind, event.cursor) for event in events] == [
+        ("created", "1"),
+        ("created", "2"),
+        ("created", "3"),
+    ]
+    assert then is None, then
