@@ -159,18 +159,16 @@ def _close_at_expiry(context: StreamContext, expires_at: float) -> asyncio.Timer
     """A timer that closes the socket 4403 once its token has expired (none without `exp`)."""
     if math.isinf(expires_at):
         return None
-    close = context.close
-    assert close is not None
-    loop = asyncio.get_running_loop()
-
-    def expire() -> None:
-        # Kept on the context, so that the closing task is not collected before it runs.
-        context.closing = asyncio.ensure_future(
-            close(*close_for(Unauthenticated(EXPIRED_CONNECTION)))
-        )
-
     delay = max(0.0, expires_at - time.time()) + EXPIRED_CONNECTION_GRACE_SECONDS
-    return loop.call_later(delay, expire)
+    # A module function and its argument rather than a closure: every idle socket has one.
+    return asyncio.get_running_loop().call_later(delay, _close_expired, context)
+
+
+def _close_expired(context: StreamContext) -> None:
+    assert context.close is not None
+    code, reason = close_for(Unauthenticated(EXPIRED_CONNECTION))
+    # Kept on the context, so that the closing task is not collected before it runs.
+    context.closing = asyncio.ensure_future(context.close(code, reason))
 
 
 def _authorization(params: Mapping[str, object]) -> str | None:

@@ -1,0 +1,148 @@
+"""Where an idle subscriber's memory goes: the Python heap of one worker, per package.
+
+Usage: python bench/idle_memory.py [--subscribers 1000]
+
+Starts one worker (`main:create_app` under uvicorn, as `main.py serve` configures it) in a
+child process with `tracemalloc` on, opens the subscribers of bench/live.py (one user each,
+acknowledged and subscribed over graphql-transport-ws) from this process, and compares the
+worker's heap before and after. Each allocation counts for the innermost frame that belongs
+to a package or to this project (Python's own modules count for whoever called them). Uses
+DATABASE_URL or the embedded server, like bench/run.py.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import collections
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import tracemalloc
+import urllib.request
+from collections.abc import Callable
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import live  # bench/live.py, beside this script
+import run as bench
+
+PROJECT = Path(__file__).resolve().parent.parent
+# The worker: the app as `main.py serve` runs it, with a heap snapshot on each SIGUSR1.
+WORKER = """
+import os, signal, sys, tracemalloc, gc
+sys.path.insert(0, os.getcwd())
+import uvicorn
+import main  # before tracemalloc starts: importing under it takes minutes
+snapshots = iter(sys.argv[2:])
+def dump(*_):
+    gc.collect()
+    path = next(snapshots)
+    tracemalloc.take_snapshot().dump(path + ".part")
+    os.rename(path + ".part", path)
+signal.signal(signal.SIGUSR1, dump)
+tracemalloc.start(40)
+uvicorn.run(main.create_app, factory=True, host="127.0.0.1", port=int(sys.argv[1]),
+            log_level="warning", log_config=None, access_log=False,
+            ws_per_message_deflate=False)
+"""
+# Packages and parts of this project, innermost first when a frame matches several.
+PARTS = [
+    ("/uvicorn/", "uvicorn (WebSocket protocol)"),
+    ("/websockets/", "websockets (handshake, frames)"),
+    ("/strawberry/", "Strawberry (graphql-transport-ws handler, subscription)"),
+    ("/graphql/", "graphql-core (subscription executor)"),
+    ("/starlette/", "Starlette (app, router, middleware)"),
+    (str(PROJECT / "resolvers") + "/", "ours: resolvers/"),
+    (str(PROJECT / "schema") + "/", "ours: schema/"),
+    (str(PROJECT / "server") + "/", "ours: server/"),
+    (str(PROJECT) + "/", "ours: other"),
+]
+
+
+def part_of(traceback: tracemalloc.Traceback) -> str:
+    for frame in reversed(traceback):  # innermost first
+        in_project = frame.filename.startswith(str(PROJECT)) and "/.venv/" not in frame.filename
+        if "/site-packages/" not in frame.filename and not in_project:
+            continue  # Python's own modules: charged to their caller
+        for marker, name in PARTS:
+            if marker in frame.filename and (in_project or not marker.startswith(str(PROJECT))):
+                return name
+    return "other"
+
+
+def snapshot(worker: subprocess.Popen[bytes], path: Path) -> tracemalloc.Snapshot:
+    worker.send_signal(signal.SIGUSR1)
+    deadline = time.monotonic() + 300
+    while not path.exists():
+        if time.monotonic() > deadline:
+            raise RuntimeError("the worker wrote no snapshot")
+        time.sleep(0.2)
+    return tracemalloc.Snapshot.load(str(path))
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--subscribers", type=int, default=1000)
+    args = parser.parse_args()
+    bench.WORK_DIR.mkdir(parents=True, exist_ok=True)
+    directory = Path(tempfile.mkdtemp(prefix="taskql-idle-memory-"))
+    before_path, after_path = directory / "before", directory / "after"
+    with bench.database(args) as url:
+        port = bench.free_port()
+        env = {**os.environ, "DATABASE_URL": url, "JWT_SECRET": bench.SECRET}
+        worker = subprocess.Popen(
+            [sys.executable, "-c", WORKER, str(port), str(before_path), str(after_path)],
+            cwd=PROJECT,
+            env=env,
+        )
+        try:
+            deadline = time.monotonic() + 120
+            while True:
+                try:
+                    urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=1)
+                    break
+                except OSError:
+                    if worker.poll() is not None or time.monotonic() > deadline:
+                        raise RuntimeError(f"the worker did not start ({worker.poll()})") from None
+                    time.sleep(0.5)
+            before = snapshot(worker, before_path)
+            bearers = [live.token(bench.SECRET, f"idle-{n}") for n in range(args.subscribers)]
+            ws_url = f"ws://127.0.0.1:{port}/graphql"
+            connections, errors, after = asyncio.run(
+                _with_subscribers(ws_url, bearers, lambda: snapshot(worker, after_path))
+            )
+        finally:
+            worker.terminate()
+            worker.wait(timeout=60)
+    sizes: collections.Counter[str] = collections.Counter()
+    for stat in after.compare_to(before, "traceback"):
+        sizes[part_of(stat.traceback)] += stat.size_diff
+    count = args.subscribers
+    print(f"{connections:,} subscribers open, {errors} errors\n")
+    print("| where | KB per subscriber |\n|---|---|")
+    for name, size in sizes.most_common():
+        print(f"| {name} | {size / 1024 / count:.1f} |")
+    print(f"| total | {sum(sizes.values()) / 1024 / count:.1f} |")
+    return 0 if errors == 0 else 1
+
+
+async def _with_subscribers(
+    ws_url: str, bearers: list[str], measure: Callable[[], tracemalloc.Snapshot]
+) -> tuple[int, int, tracemalloc.Snapshot]:
+    """Open the subscribers, let them idle, and take `measure` while they are open (in a
+    thread, so that this loop goes on answering the server's pings)."""
+    opened, errors = await live.open_all(ws_url, bearers)
+    await asyncio.sleep(2)
+    measured = await asyncio.to_thread(measure)
+    errors += sum(1 for connection in opened if connection.close_code is not None)
+    await asyncio.gather(*(connection.close() for connection in opened), return_exceptions=True)
+    return len(opened), errors, measured
+
+
+if __name__ == "__main__":
+    sys.exit(main())
