@@ -16,15 +16,17 @@ import argparse
 import asyncio
 import collections
 import os
+import shutil
 import signal
-import subprocess
 import sys
 import tempfile
 import time
 import tracemalloc
-import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
+
+import psutil
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
@@ -75,7 +77,7 @@ def part_of(traceback: tracemalloc.Traceback) -> str:
     return "other"
 
 
-def snapshot(worker: subprocess.Popen[bytes], path: Path) -> tracemalloc.Snapshot:
+def snapshot(worker: psutil.Process, path: Path) -> tracemalloc.Snapshot:
     worker.send_signal(signal.SIGUSR1)
     deadline = time.monotonic() + 300
     while not path.exists():
@@ -92,33 +94,17 @@ def main() -> int:
     bench.WORK_DIR.mkdir(parents=True, exist_ok=True)
     directory = Path(tempfile.mkdtemp(prefix="taskql-idle-memory-"))
     before_path, after_path = directory / "before", directory / "after"
-    with bench.database(args) as url:
+    with bench.database(args) as url, _removed_afterwards(directory):
         port = bench.free_port()
         env = {**os.environ, "DATABASE_URL": url, "JWT_SECRET": bench.SECRET}
-        worker = subprocess.Popen(
-            [sys.executable, "-c", WORKER, str(port), str(before_path), str(after_path)],
-            cwd=PROJECT,
-            env=env,
-        )
-        try:
-            deadline = time.monotonic() + 120
-            while True:
-                try:
-                    urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=1)
-                    break
-                except OSError:
-                    if worker.poll() is not None or time.monotonic() > deadline:
-                        raise RuntimeError(f"the worker did not start ({worker.poll()})") from None
-                    time.sleep(0.5)
+        command = [sys.executable, "-c", WORKER, str(port), str(before_path), str(after_path)]
+        with bench.server(command, env, port) as worker:
             before = snapshot(worker, before_path)
             bearers = [live.token(bench.SECRET, f"idle-{n}") for n in range(args.subscribers)]
             ws_url = f"ws://127.0.0.1:{port}/graphql"
             connections, errors, after = asyncio.run(
                 _with_subscribers(ws_url, bearers, lambda: snapshot(worker, after_path))
             )
-        finally:
-            worker.terminate()
-            worker.wait(timeout=60)
     sizes: collections.Counter[str] = collections.Counter()
     for stat in after.compare_to(before, "traceback"):
         sizes[part_of(stat.traceback)] += stat.size_diff
@@ -129,6 +115,14 @@ def main() -> int:
         print(f"| {name} | {size / 1024 / count:.1f} |")
     print(f"| total | {sum(sizes.values()) / 1024 / count:.1f} |")
     return 0 if errors == 0 else 1
+
+
+@contextmanager
+def _removed_afterwards(directory: Path) -> Iterator[None]:
+    try:
+        yield
+    finally:
+        shutil.rmtree(directory, ignore_errors=True)
 
 
 async def _with_subscribers(

@@ -330,14 +330,7 @@ async def test_an_event_pushed_during_a_read_that_missed_it_is_read_next_not_a_g
         await create(hub, user)
         stream.push(await hub.read_after(user, 2))
 
-    stream = EventStream(
-        _OvertakenRead(hub, 2, write_and_push),
-        user,
-        expires_at=math.inf,
-        max_backlog=10,
-        on_delivered=lambda event, live: None,
-        on_close=lambda closed: None,
-    )
+    stream = _stream_reading_from(_OvertakenRead(hub, 2, write_and_push), user)
     # Two events, a full page: the stream reads again after them, and that read finds
     # nothing, while the third event commits and is pushed.
     stream.start(after=0, head=2)
@@ -367,14 +360,7 @@ async def test_after_a_resync_past_the_known_head_the_stream_waits_for_what_foll
         # A write the stream is not told of: the head moves on while it reads.
         await create(hub, user)
 
-    stream = EventStream(
-        _OvertakenRead(hub, 0, write),
-        user,
-        expires_at=math.inf,
-        max_backlog=10,
-        on_delivered=lambda event, live: None,
-        on_close=lambda closed: None,
-    )
+    stream = _stream_reading_from(_OvertakenRead(hub, 0, write), user)
     stream.start(after=0, head=3)
     first = await take(stream, 1)
     then = await stream.next(idle_seconds=0.5)
@@ -393,14 +379,7 @@ async def test_events_read_past_the_known_head_are_followed_by_no_resync(hubs: H
         # The owner's channel read before the second and third events committed.
         stream.push((await hub.read_after(user, 0))[:1])
 
-    stream = EventStream(
-        _OvertakenRead(hub, 0, push_the_first),
-        user,
-        expires_at=math.inf,
-        max_backlog=10,
-        on_delivered=lambda event, live: None,
-        on_close=lambda closed: None,
-    )
+    stream = _stream_reading_from(_OvertakenRead(hub, 0, push_the_first), user)
     # The head when the stream started was the first event; the read finds all three.
     stream.start(after=0, head=1)
     events = await take(stream, 3)
@@ -412,3 +391,15 @@ async def test_events_read_past_the_known_head_are_followed_by_no_resync(hubs: H
         ("created", "3"),
     ]
     assert then is None, then
+
+
+def _stream_reading_from(source: _OvertakenRead, user: str) -> EventStream:
+    """A stream of `user`'s events read through `source`, as the hub would open it."""
+    return EventStream(
+        source,
+        user,
+        expires_at=math.inf,
+        max_backlog=10,
+        on_delivered=lambda event, live: None,
+        on_close=lambda closed: None,
+    )
