@@ -59,7 +59,12 @@ async def clean_database(database_url: str) -> str:
     starts from nothing."""
     conn = await asyncpg.connect(database_url)
     try:
-        await conn.execute("TRUNCATE tasks, rate_limits RESTART IDENTITY")
+        # DELETE rather than TRUNCATE: on tables this small it takes about 1 ms where
+        # TRUNCATE, which makes new files, takes 20, and nearly every test pays it.
+        await conn.execute(
+            "DELETE FROM tasks; DELETE FROM rate_limits;"
+            " SELECT setval(pg_get_serial_sequence('tasks', 'id'), 1, false)"
+        )
     finally:
         await conn.close()
     return database_url

@@ -363,7 +363,7 @@ async def test_after_a_resync_past_the_known_head_the_stream_waits_for_what_foll
     stream = _stream_reading_from(_OvertakenRead(hub, 0, write), user)
     stream.start(after=0, head=3)
     first = await take(stream, 1)
-    then = await stream.next(idle_seconds=0.5)
+    then = await stream.next(idle_seconds=0.2)
     stream.close()
     assert [(event.kind, event.cursor) for event in first] == [("resync", "4")]
     # Not the same resync again and again, until the next write.
@@ -383,7 +383,7 @@ async def test_events_read_past_the_known_head_are_followed_by_no_resync(hubs: H
     # The head when the stream started was the first event; the read finds all three.
     stream.start(after=0, head=1)
     events = await take(stream, 3)
-    then = await stream.next(idle_seconds=0.5)
+    then = await stream.next(idle_seconds=0.2)
     stream.close()
     assert [(event.kind, event.cursor) for event in events] == [
         ("created", "1"),
