@@ -16,6 +16,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.support.cli import PROJECT_DIR
+from tests.support.servers import wait_until_healthy
 from tests.support.tokens import JWT_SECRET, hs256_token
 
 pytestmark = pytest.mark.slow
@@ -53,16 +54,7 @@ def served(clean_database: str, tmp_path: Path) -> Iterator[tuple[str, subproces
     server = subprocess.Popen([sys.executable, "main.py", "serve"], cwd=PROJECT_DIR, env=env)
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if httpx.get(f"{url}/healthz").status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert server.poll() is None, "the server exited"
-            assert time.monotonic() < deadline, "the server did not start"
-            time.sleep(0.1)
+        wait_until_healthy(url, server)
         yield url, server
     finally:
         server.terminate()

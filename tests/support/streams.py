@@ -21,7 +21,7 @@ from httpx_sse import ServerSentEvent, aconnect_sse
 
 from rest_compat.events import RETRY_MILLISECONDS
 from tests.support.cli import PROJECT_DIR
-from tests.support.servers import free_port
+from tests.support.servers import free_port, wait_until_healthy
 from tests.support.tokens import JWT_SECRET, hs256_token
 
 SUBSCRIPTION = gql(
@@ -183,19 +183,6 @@ def served(database_url: str, **env: str) -> Iterator[tuple[str, subprocess.Pope
         if process.poll() is None:
             process.terminate()
         process.wait(timeout=30)
-
-
-def wait_until_healthy(url: str, process: subprocess.Popen[bytes], seconds: float = 60) -> None:
-    deadline = time.monotonic() + seconds
-    while True:
-        try:
-            if httpx.get(f"{url}/healthz").status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        assert process.poll() is None, "the server exited"
-        assert time.monotonic() < deadline, "the server did not start"
-        time.sleep(0.1)
 
 
 async def resuming_websocket(

@@ -15,7 +15,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.support.servers import free_port
+from tests.support.servers import free_port, wait_until_healthy
 from tests.support.streams import (
     create_tasks,
     cursors,
@@ -23,7 +23,6 @@ from tests.support.streams import (
     resuming_event_source,
     resuming_websocket,
     served,
-    wait_until_healthy,
 )
 
 pytestmark = pytest.mark.slow
