@@ -2,12 +2,12 @@
 
 Usage: python bench/idle_memory.py [--subscribers 1000]
 
-Starts one worker (`main:create_app` under uvicorn, as `main.py serve` configures it) in a
-child process with `tracemalloc` on, opens the subscribers of bench/live.py (one user each,
-acknowledged and subscribed over graphql-transport-ws) from this process, and compares the
-worker's heap before and after. Each allocation counts for the innermost frame that belongs
-to a package or to this project (Python's own modules count for whoever called them). Uses
-DATABASE_URL or the embedded server, like bench/run.py.
+Runs `main.py serve` with one worker in a child process with `tracemalloc` on, opens the
+subscribers of bench/live.py (one user each, acknowledged and subscribed over
+graphql-transport-ws) from this process, and compares the worker's heap before and after.
+Each allocation counts for the innermost frame that belongs to a package or to this project
+(Python's own modules count for whoever called them). Uses DATABASE_URL or the embedded
+server, like bench/run.py.
 """
 
 from __future__ import annotations
@@ -34,13 +34,12 @@ import live  # bench/live.py, beside this script
 import run as bench
 
 PROJECT = Path(__file__).resolve().parent.parent
-# The worker: the app as `main.py serve` runs it, with a heap snapshot on each SIGUSR1.
+# The worker: `main.py serve` itself (one worker), with a heap snapshot on each SIGUSR1.
 WORKER = """
 import os, signal, sys, tracemalloc, gc
 sys.path.insert(0, os.getcwd())
-import uvicorn
 import main  # before tracemalloc starts: importing under it takes minutes
-snapshots = iter(sys.argv[2:])
+snapshots = iter(sys.argv[1:])
 def dump(*_):
     gc.collect()
     path = next(snapshots)
@@ -48,32 +47,37 @@ def dump(*_):
     os.rename(path + ".part", path)
 signal.signal(signal.SIGUSR1, dump)
 tracemalloc.start(40)
-uvicorn.run(main.create_app, factory=True, host="127.0.0.1", port=int(sys.argv[1]),
-            log_level="warning", log_config=None, access_log=False,
-            ws_per_message_deflate=False)
+sys.exit(main.main(["serve"]))
 """
-# Packages and parts of this project, innermost first when a frame matches several.
-PARTS = [
+# Where an allocation is charged: the first of these its innermost frame's file matches.
+LIBRARIES = [
     ("/uvicorn/", "uvicorn (WebSocket protocol)"),
     ("/websockets/", "websockets (handshake, frames)"),
     ("/strawberry/", "Strawberry (graphql-transport-ws handler, subscription)"),
     ("/graphql/", "graphql-core (subscription executor)"),
     ("/starlette/", "Starlette (app, router, middleware)"),
-    (str(PROJECT / "resolvers") + "/", "ours: resolvers/"),
-    (str(PROJECT / "schema") + "/", "ours: schema/"),
-    (str(PROJECT / "server") + "/", "ours: server/"),
-    (str(PROJECT) + "/", "ours: other"),
+]
+OURS = [
+    (f"{PROJECT}/resolvers/", "ours: resolvers/"),
+    (f"{PROJECT}/schema/", "ours: schema/"),
+    (f"{PROJECT}/server/", "ours: server/"),
+    (f"{PROJECT}/", "ours: other"),
 ]
 
 
 def part_of(traceback: tracemalloc.Traceback) -> str:
     for frame in reversed(traceback):  # innermost first
-        in_project = frame.filename.startswith(str(PROJECT)) and "/.venv/" not in frame.filename
-        if "/site-packages/" not in frame.filename and not in_project:
+        path = frame.filename
+        if "/site-packages/" in path:
+            parts = LIBRARIES
+        elif path.startswith(f"{PROJECT}/"):
+            parts = OURS
+        else:
             continue  # Python's own modules: charged to their caller
-        for marker, name in PARTS:
-            if marker in frame.filename and (in_project or not marker.startswith(str(PROJECT))):
-                return name
+        # A package not listed is charged to its caller too.
+        name = next((name for marker, name in parts if marker in path), None)
+        if name is not None:
+            return name
     return "other"
 
 
@@ -96,8 +100,15 @@ def main() -> int:
     before_path, after_path = directory / "before", directory / "after"
     with bench.database(args) as url, _removed_afterwards(directory):
         port = bench.free_port()
-        env = {**os.environ, "DATABASE_URL": url, "JWT_SECRET": bench.SECRET}
-        command = [sys.executable, "-c", WORKER, str(port), str(before_path), str(after_path)]
+        env = {
+            **os.environ,
+            "DATABASE_URL": url,
+            "JWT_SECRET": bench.SECRET,
+            "PORT": str(port),
+            "WORKERS": "1",
+            "LOG_LEVEL": "WARNING",
+        }
+        command = [sys.executable, "-c", WORKER, str(before_path), str(after_path)]
         with bench.server(command, env, port) as worker:
             before = snapshot(worker, before_path)
             bearers = [live.token(bench.SECRET, f"idle-{n}") for n in range(args.subscribers)]
