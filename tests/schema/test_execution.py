@@ -17,7 +17,7 @@ import functools
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta, timezone
 from typing import Any
 
 import asyncpg
@@ -34,7 +34,7 @@ from strawberry.schema.schema import StrawberryGraphQLCoreExecutionContext
 import main
 from resolvers.events import TaskEvent as DomainTaskEvent
 from schema.build import build_schema
-from schema.execution import ShortcutExecutor, executor_for
+from schema.execution import ShortcutExecutor, executor_for, utc_datetime_text
 from schema.http import GraphQLEndpoint
 from schema.subscription import as_graphql_event
 from tests.support.app import make_settings, running_app
@@ -364,6 +364,7 @@ class Row:
     name: str
     count: int
     note: str | None
+    when: datetime | None
 
 
 @strawberry.type
@@ -372,14 +373,20 @@ class Rows:
     first: Row | None
 
 
+class LaterDatetime(datetime):
+    def isoformat(self, sep: str = "T", timespec: str = "auto") -> str:
+        return "later"
+
+
 @dataclass
 class Source:
     name: object = "a"
     count: object = 1
     note: object = None
+    when: object = None
 
 
-ROW = "name count note __typename alias: name"
+ROW = "name count note when __typename alias: name"
 ODD_VALUES = {
     "plain": Source(),
     "null in a non-null field": Source(name=None),
@@ -388,7 +395,17 @@ ODD_VALUES = {
     "an error object": Source(note=ValueError("no note")),
     "a value String refuses": Source(note=object()),
     "a value String converts": Source(name=7, note=True),
+    # DateTime: orjson writes UTC datetimes, Strawberry's isoformat all the others.
+    "a UTC datetime": Source(when=datetime(2026, 12, 2, 8, 30, 1, 250, tzinfo=UTC)),
+    "a UTC datetime on the second": Source(when=datetime(2026, 12, 2, 8, 30, tzinfo=UTC)),
+    "a datetime elsewhere": Source(
+        when=datetime(2026, 12, 2, tzinfo=timezone(timedelta(hours=5, minutes=30)))
+    ),
+    "a naive datetime": Source(when=datetime(2026, 12, 2, 8, 30, 1)),
+    "a datetime subclass": Source(when=LaterDatetime(2026, 12, 2, tzinfo=UTC)),
+    "a date where a datetime belongs": Source(when=date(2026, 12, 2)),
 }
+DATETIME_CASES = {name for name in ODD_VALUES if "date" in name}
 
 
 def odd_schemas(rows: list[Source]) -> tuple[strawberry.Schema, strawberry.Schema]:
@@ -410,7 +427,12 @@ async def test_values_the_shortcut_cannot_serialise_get_graphql_cores_errors(odd
     fast, reference = await shortcut.execute(query), await stock.execute(query)
     assert fast.data == reference.data
     assert [e.formatted for e in fast.errors or ()] == [e.formatted for e in reference.errors or ()]
-    assert (fast.errors is None) == (odd in ("plain", "a value String converts"))
+    assert (fast.errors is None) == (odd in ("plain", "a value String converts", *DATETIME_CASES))
+
+
+@given(when=st.datetimes(timezones=st.just(UTC)))
+def test_a_utc_datetime_is_written_as_isoformat_writes_it(when: datetime) -> None:
+    assert utc_datetime_text(when) == when.isoformat()
 
 
 @pytest.mark.parametrize("count", [0, 1, 3])
@@ -433,7 +455,12 @@ def test_the_shortcut_reads_only_fields_without_a_resolver() -> None:
     task, connection = types["Task"], types["TaskConnection"]
     assert isinstance(task, GraphQLObjectType)
     assert isinstance(connection, GraphQLObjectType)
-    assert executor._plain_field(task, "title") == ("title", GraphQLString, True)
+    assert executor._plain_field(task, "title") == (
+        "title",
+        GraphQLString.coerce_output_value,
+        True,
+        str,
+    )
     assert executor._plain_field(task, "dueDate") is not None
     assert executor._plain_field(task, "createdAt") is not None
     assert executor._plain_field(connection, "totalCount") is None
