@@ -109,19 +109,44 @@ class KeepAliveClient:
         parts = urlsplit(base)
         self._host, self._port = parts.hostname or "127.0.0.1", parts.port or 80
         self._authorization = authorization
-        self._free: asyncio.Queue[tuple[asyncio.StreamReader, asyncio.StreamWriter]]
-        self._free = asyncio.Queue()
-        self._room = connections
+        # Each place in the pool: an open connection, or None until one is needed.
+        self._places: asyncio.Queue[tuple[asyncio.StreamReader, asyncio.StreamWriter] | None]
+        self._places = asyncio.Queue()
+        for _ in range(connections):
+            self._places.put_nowait(None)
 
     async def request(
         self, method: str, target: str, body: bytes = b"", authorization: str = ""
     ) -> tuple[int, bytes]:
         """The response's status and body."""
-        if self._free.empty() and self._room > 0:
-            self._room -= 1
-            reader, writer = await asyncio.open_connection(self._host, self._port)
-        else:
-            reader, writer = await self._free.get()
+        place = await self._places.get()
+        try:
+            reader, writer = place or await asyncio.open_connection(self._host, self._port)
+        except BaseException:
+            self._places.put_nowait(None)
+            raise
+        try:
+            status, content = await self._exchange(
+                reader, writer, method, target, body, authorization
+            )
+        except BaseException:
+            # A connection left mid-response (a timeout, a reset) cannot be reused; its
+            # place is given back empty, so that a failure never holds up other requests.
+            writer.close()
+            self._places.put_nowait(None)
+            raise
+        self._places.put_nowait((reader, writer))
+        return status, content
+
+    async def _exchange(
+        self,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        method: str,
+        target: str,
+        body: bytes,
+        authorization: str,
+    ) -> tuple[int, bytes]:
         writer.write(
             f"{method} {target} HTTP/1.1\r\nHost: {self._host}\r\n"
             f"Authorization: {authorization or self._authorization}\r\n"
@@ -134,14 +159,13 @@ class KeepAliveClient:
             name, _, value = line.partition(b":")
             if name.lower() == b"content-length":
                 length = int(value)
-        content = await reader.readexactly(length)
-        self._free.put_nowait((reader, writer))
-        return status, content
+        return status, await reader.readexactly(length)
 
     async def close(self) -> None:
-        while not self._free.empty():
-            _, writer = self._free.get_nowait()
-            writer.close()
+        while not self._places.empty():
+            place = self._places.get_nowait()
+            if place is not None:
+                place[1].close()
 
 
 def _write_at_rate(
