@@ -1,15 +1,16 @@
-"""Reading an owner's event stream (migration 0005): its events after a position, and its head.
+"""Reading an owner's event stream (migrations 0005, 0009): its events after a position, its
+head, and how far the purge has removed it.
 
-Both statements go through `as_viewer`, like every read of tasks: row-level security sees
-the owner set first, so a statement can only ever return that owner's events.
+The reads of rows go through `as_viewer`, like every read of tasks: row-level security sees
+the owner set first, so a statement can only ever return that owner's rows.
 """
 
 from __future__ import annotations
 
-from sqlalchemy import BigInteger, bindparam, select
+from sqlalchemy import BigInteger, bindparam, func, select
 
 from db.statements import Connection, compiled
-from db.tables import task_events, task_streams
+from db.tables import task_events, task_stream_purges
 from db.tasks import Row, as_viewer
 
 # The owner, named as `as_viewer` names it: the statement sets it first.
@@ -39,7 +40,14 @@ _AFTER = compiled(
         .limit(bindparam("limit", type_=BigInteger))
     )
 )
-_HEAD = compiled(as_viewer(select(task_streams.c.position).where(task_streams.c.owner_id == OWNER)))
+# A function of migration 0009: it waits for the owner's writes in flight, then reads the
+# sequence (no table, so no row-level security to see through).
+_HEAD = compiled(select(func.taskql_stream_head(OWNER)))
+_PURGED = compiled(
+    as_viewer(
+        select(task_stream_purges.c.purged_through).where(task_stream_purges.c.owner_id == OWNER)
+    )
+)
 
 
 async def select_events_after(
@@ -50,6 +58,12 @@ async def select_events_after(
 
 
 async def select_stream_head(conn: Connection, *, owner_id: str) -> int:
-    """The position of the owner's latest event; 0 before their first."""
-    position = await _HEAD.fetchval(conn, owner_id=owner_id)
+    """A position every event of the owner's still to commit will be past (0 before any
+    event of anyone's); all of the owner's events up to it have committed."""
+    return int(await _HEAD.fetchval(conn, owner_id=owner_id))
+
+
+async def select_purged_through(conn: Connection, *, owner_id: str) -> int:
+    """The last position of the owner's that the purge removed; 0 if it removed none."""
+    position = await _PURGED.fetchval(conn, owner_id=owner_id)
     return 0 if position is None else int(position)

@@ -85,16 +85,17 @@ def _task_snapshot() -> list[Column[Any]]:
     ]
 
 
-# Each owner's last event position (migration 0005): taking the next one locks this row until
-# the write commits, so one owner's events commit in position order.
-task_streams = Table(
-    "task_streams",
+# Per owner, the last event position the purge removed (migration 0009): a cursor before it is
+# past retention.
+task_stream_purges = Table(
+    "task_stream_purges",
     metadata,
     Column("owner_id", Text, primary_key=True),
-    Column("position", BigInteger, nullable=False),
+    Column("purged_through", BigInteger, nullable=False),
 )
 
-# One row per committed change, written by the same statement as the change.
+# One row per committed change, written by the same statement as the change. Positions come
+# from one sequence (migration 0009): they grow in each owner's stream, with gaps.
 task_events = Table(
     "task_events",
     metadata,

@@ -175,6 +175,10 @@ class EventHub:
         async with self._reads, self._database.connect() as conn:
             return await event_queries.select_stream_head(conn, owner_id=owner_id)
 
+    async def purged_through(self, owner_id: str) -> int:
+        async with self._reads, self._database.connect() as conn:
+            return await event_queries.select_purged_through(conn, owner_id=owner_id)
+
     async def open_stream(self, connection: LiveConnection, after: str | None) -> EventStream:
         """A stream of the connection's viewer's events after `after` (see subscribe)."""
         principal = connection.principal
@@ -266,9 +270,10 @@ class EventHub:
         try:
             while True:
                 channel.again = False
-                assert channel.position is not None
+                since = channel.position
+                assert since is not None
                 try:
-                    events = await self.read_after(channel.owner_id, channel.position)
+                    events = await self.read_after(channel.owner_id, since)
                 except DatabaseUnavailable:
                     # Its streams read for themselves once a later wake-up shows the gap.
                     loop = asyncio.get_running_loop()
@@ -277,7 +282,7 @@ class EventHub:
                 if events:
                     channel.position = events[-1].position
                     for stream in list(channel.streams):
-                        stream.push(events)
+                        stream.push(events, since=since)
                 if len(events) < self.config.page_size and not channel.again:
                     return
         finally:

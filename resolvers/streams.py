@@ -4,8 +4,10 @@ Live events arrive pushed by the owner's channel (resolvers/live.py), which read
 once per worker for all of that owner's subscriptions. The stream keeps its own position
 and reads the database itself whenever what it holds does not follow on from it: at the
 start (the cursor is older than the live events), after a gap (a missed wake-up, a database
-outage) or when it fell behind. Positions in an owner's stream are consecutive, so a gap is
-plain to see, and an event at or before the position is a duplicate, dropped.
+outage) or when it fell behind. Positions grow in an owner's stream but skip (one sequence
+numbers every owner's events, migration 0009), so each push says the position it follows on
+from: one that follows on from past what the stream holds shows a gap. An event at or before
+the stream's position is a duplicate, dropped.
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ class EventSource(Protocol):
 
     def read_after(self, owner_id: str, position: int) -> Awaitable[list[TaskEvent]]: ...
     def head(self, owner_id: str) -> Awaitable[int]: ...
+    def purged_through(self, owner_id: str) -> Awaitable[int]: ...
     @property
     def page_size(self) -> int: ...
 
@@ -64,8 +67,6 @@ class EventStream:
         # Until `start`, the client's own cursor: a stream ended while it opens (the server
         # drains) tells its client to resume from where it asked to, not from the beginning.
         self._last = -1 if after is None else after
-        # The newest position known to exist: the head at the start, or a pushed event.
-        self._head = 0
         self._started = False
         # Events pushed but not delivered; and events read, to deliver before anything else.
         # Made when first needed: most subscriptions sit idle, and each empty deque is 0.6 KB.
@@ -100,7 +101,6 @@ class EventStream:
         read can be missed; anything pushed meanwhile is read again from the database.
         """
         self._started = True
-        self._head = max(self._head, head)
         if after is None or after > head:
             self._last = head
             if after is not None:
@@ -110,25 +110,40 @@ class EventStream:
             self._last = after
         self._behind = self._skipped or self._last < head
 
-    def push(self, events: Sequence[TaskEvent]) -> None:
-        """Live events of the owner, in order (called by the owner's channel)."""
-        newest = events[-1].position
-        if self._ended is not None or newest <= self._last:
+    def push(self, events: Sequence[TaskEvent], *, since: int) -> None:
+        """Live events of the owner, in order: every one of theirs after position `since` up
+        to the last of `events` (called by the owner's channel)."""
+        if self._ended is not None or events[-1].position <= self._last:
             return
-        self._head = max(self._head, newest)
         if not self._started or self._behind:
             # A read of the database is due anyway, and will include these.
             self._skipped = True
         else:
-            if self._live is _NOTHING:
-                self._live = deque()
-            self._live.extend(events)
-            if len(self._live) > self._max_backlog:
-                self.end(
-                    SlowConsumer("Events arrived faster than they were read", cursor=self.cursor)
-                )
-                return
+            held = self._held()
+            if since > held:
+                # Events after `held` up to `since` never reached this stream: read them.
+                self._live = _NOTHING
+                self._behind = True
+            else:
+                if self._live is _NOTHING:
+                    self._live = deque()
+                self._live.extend(event for event in events if event.position > held)
+                if len(self._live) > self._max_backlog:
+                    self.end(
+                        SlowConsumer(
+                            "Events arrived faster than they were read", cursor=self.cursor
+                        )
+                    )
+                    return
         self._wake.set()
+
+    def _held(self) -> int:
+        """The position up to which the stream has every event, delivered or not."""
+        if self._live:
+            return self._live[-1].position
+        if self._replay:
+            return self._replay[-1].position
+        return self._last
 
     def end(self, reason: StreamEnded) -> None:
         """End the stream: the reader gets `reason` instead of the next event."""
@@ -167,10 +182,7 @@ class EventStream:
             while live and live[0].position <= self._last:
                 live.popleft()
             if live:
-                if live[0].position == self._last + 1:
-                    return self._deliver(live.popleft(), live=True)
-                self._live = _NOTHING
-                self._behind = True
+                return self._deliver(live.popleft(), live=True)
             if self._behind and time.monotonic() >= self._retry_at:
                 await self._read()
                 continue
@@ -200,14 +212,10 @@ class EventStream:
         """Read what follows the position from the database (one page)."""
         self._skipped = False
         source = self._source
-        # What the read must find: events up to the head known before it began. One pushed
-        # while it runs may have committed after its snapshot; it is read next time, and is
-        # no sign of a gap.
-        head = self._head
         try:
             events = await source.read_after(self.owner_id, self._last)
-            first = events[0].position if events else head + 1
-            if first != self._last + 1:
+            # Asked after the read: a purge between the two then shows, never a silent gap.
+            if await source.purged_through(self.owner_id) > self._last:
                 # Events past the cursor are no longer kept: the client refetches instead.
                 events = [resync_event(await source.head(self.owner_id))]
         except DatabaseUnavailable:
@@ -215,12 +223,8 @@ class EventStream:
             self._retry_seconds = min(self._retry_seconds * 2, _MAX_RETRY_SECONDS)
             return
         self._retry_seconds = _FIRST_RETRY_SECONDS
-        if events:
-            # What was read exists: the head is at least there, and the next read, after
-            # it, finding nothing is no gap.
-            self._head = max(self._head, events[-1].position)
-            if self._ended is None:
-                self._replay = deque(events)
+        if events and self._ended is None:
+            self._replay = deque(events)
         # A resync is followed by a read past it, which finds what came after its head.
         resynced = bool(events) and events[0].kind == "resync"
         self._behind = resynced or len(events) >= source.page_size or self._skipped

@@ -242,3 +242,36 @@ async def test_migrate_cli_with_only_the_migration_url_writes_nothing_else(
 
 def _files(directory: Path) -> list[str]:
     return sorted(path.name for path in directory.iterdir())
+
+
+async def test_0009_keeps_every_cursor_and_what_the_purge_removed(
+    engine: AsyncEngine, fresh_url: str
+) -> None:
+    """Positions stay, the sequence starts past them, and an owner whose oldest events were
+    purged (0005's streams show it by the counter) keeps a resync for cursors before them."""
+    await migrate.upgrade(engine, "0008")
+    create = "SELECT taskql_create_task($1, 't', '', NULL, false, NULL, NULL)"
+    conn = await asyncpg.connect(fresh_url)
+    try:
+        for owner, count in (("a", 3), ("b", 2), ("c", 1)):
+            for _ in range(count):
+                await conn.execute(create, owner)
+        await conn.execute("DELETE FROM task_events WHERE owner_id = 'a' AND position = 1")
+        await conn.execute("DELETE FROM task_events WHERE owner_id = 'c'")
+        await migrate.upgrade(engine)
+
+        purges = await conn.fetch("SELECT * FROM task_stream_purges ORDER BY owner_id")
+        assert [tuple(row) for row in purges] == [("a", 1), ("c", 1)]
+        await conn.execute(create, "b")
+        assert await conn.fetchval("SELECT max(position) FROM task_events WHERE owner_id = 'b'") > 3
+
+        await migrate.downgrade(engine, "0008")
+        streams = await conn.fetch("SELECT owner_id, position FROM task_streams ORDER BY owner_id")
+        newest = await conn.fetchval("SELECT max(position) FROM task_events")
+        assert [tuple(row) for row in streams] == [("a", 3), ("b", newest), ("c", 1)]
+        await conn.execute(create, "c")
+        assert (
+            await conn.fetchval("SELECT max(position) FROM task_events WHERE owner_id = 'c'") == 2
+        )
+    finally:
+        await conn.close()

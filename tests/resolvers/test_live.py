@@ -25,10 +25,10 @@ from resolvers.errors import (
 )
 from resolvers.events import TaskEvent
 from resolvers.live import EventHub, LiveConfig
-from resolvers.streams import EventStream
+from resolvers.streams import EventSource, EventStream
 from resolvers.wakeups import CHANNEL
 from tests.support.app import make_settings
-from tests.support.streams import new_user
+from tests.support.streams import new_user, recorded_cursors
 
 Hub = Callable[..., Awaitable[EventHub]]
 
@@ -90,7 +90,9 @@ async def subscribed(
 
 
 @pytest.mark.slow
-async def test_a_cursor_gets_what_was_missed_then_live_events_in_order_once(hubs: Hub) -> None:
+async def test_a_cursor_gets_what_was_missed_then_live_events_in_order_once(
+    hubs: Hub, database_url: str
+) -> None:
     hub = await hubs()
     user = new_user()
     [task_id] = await create(hub, user)
@@ -104,22 +106,25 @@ async def test_a_cursor_gets_what_was_missed_then_live_events_in_order_once(hubs
 
     events = missed + live
     assert [e.kind for e in events] == ["created", "completion_toggled", "updated", "deleted"]
-    assert [e.cursor for e in events] == ["1", "2", "3", "4"]
+    assert [e.cursor for e in events] == await recorded_cursors(database_url, user)
     assert [e.version for e in events] == [1, 2, 3, 3]
     assert events[2].task is not None
     assert events[2].task.title == "new"
     assert (events[3].task, events[3].task_id) == (None, task_id)
 
 
-async def test_without_a_cursor_only_new_events_come(hubs: Hub) -> None:
+async def test_without_a_cursor_only_new_events_come(hubs: Hub, database_url: str) -> None:
     hub = await hubs()
     user = new_user()
     await create(hub, user, 2)
     async with subscribed(hub, user) as stream:
-        assert stream.cursor == "2"
+        started_at = int(stream.cursor)
         await create(hub, user)
         [event] = await take(stream, 1)
-    assert event.cursor == "3"
+        assert await stream.next(idle_seconds=0.3) is None
+    *before, new = await recorded_cursors(database_url, user)
+    assert int(before[-1]) <= started_at < int(new)
+    assert event.cursor == new
 
 
 @pytest.mark.slow
@@ -140,19 +145,21 @@ async def test_an_event_recorded_without_a_wake_up_arrives_with_the_next(
         assert await stream.next(idle_seconds=0.3) is None
         await create(hub, user)
         events = await take(stream, 2)
-    assert [e.cursor for e in events] == ["1", "2"]
+    assert [e.cursor for e in events] == await recorded_cursors(database_url, user)
     assert events[0].task is not None
     assert events[0].task.title == "silent"
 
 
-async def test_a_write_in_one_worker_reaches_a_stream_in_another(hubs: Hub) -> None:
+async def test_a_write_in_one_worker_reaches_a_stream_in_another(
+    hubs: Hub, database_url: str
+) -> None:
     writer, reader = await hubs(), await hubs()
     user = new_user()
     async with subscribed(reader, user) as stream:
         started = time.monotonic()
         await create(writer, user, 3)
         events = await take(stream, 3)
-    assert [e.cursor for e in events] == ["1", "2", "3"]
+    assert [e.cursor for e in events] == await recorded_cursors(database_url, user)
     assert time.monotonic() - started < 5
 
 
@@ -179,31 +186,44 @@ async def test_a_cursor_past_retention_gets_one_resync(hubs: Hub, database_url: 
     hub = await hubs()
     user = new_user()
     await create(hub, user, 3)
+    first, _, last = await recorded_cursors(database_url, user)
+    await _purge_every_event(database_url)
+    async with subscribed(hub, user, after=first) as stream:
+        [resync] = await take(stream, 1)
+        assert await stream.next(idle_seconds=0.3) is None
+        await create(hub, user)
+        [after_it] = await take(stream, 1)
+    [new] = await recorded_cursors(database_url, user)
+    assert (resync.kind, resync.task) == ("resync", None)
+    assert int(last) <= int(resync.cursor) < int(new)
+    assert after_it.cursor == new
+
+
+async def _purge_every_event(database_url: str) -> None:
+    """Every event recorded so far past retention, as the retention task would purge it."""
     conn = await asyncpg.connect(database_url)
     try:
         await conn.execute("SELECT taskql_purge(now() + interval '1 second', now())")
     finally:
         await conn.close()
-    async with subscribed(hub, user, after="1") as stream:
-        [resync] = await take(stream, 1)
-        assert await stream.next(idle_seconds=0.3) is None
-        await create(hub, user)
-        [after_it] = await take(stream, 1)
-    assert (resync.kind, resync.cursor, resync.task) == ("resync", "3", None)
-    assert after_it.cursor == "4"
 
 
-async def test_a_cursor_this_stream_never_gave_gets_a_resync(hubs: Hub) -> None:
+async def test_a_cursor_this_stream_never_gave_gets_a_resync(hubs: Hub, database_url: str) -> None:
     hub = await hubs()
     user = new_user()
     await create(hub, user)
-    async with subscribed(hub, user, after="999") as stream:
+    # Past every position this database has given (one from another database, say).
+    async with subscribed(hub, user, after=str(10**18)) as stream:
         [resync] = await take(stream, 1)
-    assert (resync.kind, resync.cursor) == ("resync", "1")
+    [recorded] = await recorded_cursors(database_url, user)
+    assert resync.kind == "resync"
+    assert int(recorded) <= int(resync.cursor) < 10**18
 
 
 @pytest.mark.slow
-async def test_a_slow_consumer_is_dropped_with_a_cursor_that_loses_nothing(hubs: Hub) -> None:
+async def test_a_slow_consumer_is_dropped_with_a_cursor_that_loses_nothing(
+    hubs: Hub, database_url: str
+) -> None:
     hub = await hubs(max_backlog=5)
     user = new_user()
     async with subscribed(hub, user) as stream:
@@ -213,10 +233,11 @@ async def test_a_slow_consumer_is_dropped_with_a_cursor_that_loses_nothing(hubs:
         await asyncio.sleep(0.3)
         with pytest.raises(SlowConsumer) as dropped:
             await take(stream, 1)
-    assert dropped.value.cursor == first[0].cursor == "1"
+    recorded = await recorded_cursors(database_url, user)
+    assert dropped.value.cursor == first[0].cursor == recorded[0]
     async with subscribed(hub, user, after=dropped.value.cursor) as resumed:
         rest = await take(resumed, 10)
-    assert [e.cursor for e in rest] == [str(n) for n in range(2, 12)]
+    assert [e.cursor for e in rest] == recorded[1:]
 
 
 @pytest.mark.slow
@@ -257,7 +278,7 @@ async def test_connections_per_user_and_subscriptions_per_connection_are_limited
         connection.close()
 
 
-async def test_draining_ends_every_stream_with_its_cursor(hubs: Hub) -> None:
+async def test_draining_ends_every_stream_with_its_cursor(hubs: Hub, database_url: str) -> None:
     hub = await hubs()
     user = new_user()
     async with subscribed(hub, user) as stream:
@@ -267,7 +288,7 @@ async def test_draining_ends_every_stream_with_its_cursor(hubs: Hub) -> None:
         with pytest.raises(ShuttingDown) as ended:
             await take(stream, 1)
     await draining
-    assert ended.value.cursor == "1"
+    assert [ended.value.cursor] == await recorded_cursors(database_url, user)
 
 
 async def test_a_stream_still_opening_when_draining_begins_ends_with_its_clients_cursor(
@@ -296,7 +317,7 @@ async def test_a_stream_still_opening_when_draining_begins_ends_with_its_clients
 
 
 class _OvertakenRead:
-    """The hub as a stream's event source, where the read after `position` is overtaken:
+    """The hub as a stream's event source, where the first read after `position` is overtaken:
     after it has read and before it returns, `overtake` runs (a write commits and its event
     is pushed to the stream), as happens when a write lands during a read."""
 
@@ -304,15 +325,20 @@ class _OvertakenRead:
         self._hub = hub
         self._position = position
         self._overtake = overtake
+        self._overtaken = False
 
     async def read_after(self, owner_id: str, position: int) -> list[TaskEvent]:
         events = await self._hub.read_after(owner_id, position)
-        if position == self._position:
+        if position == self._position and not self._overtaken:
+            self._overtaken = True
             await self._overtake()
         return events
 
     async def head(self, owner_id: str) -> int:
         return await self._hub.head(owner_id)
+
+    async def purged_through(self, owner_id: str) -> int:
+        return await self._hub.purged_through(owner_id)
 
     @property
     def page_size(self) -> int:
@@ -320,27 +346,25 @@ class _OvertakenRead:
 
 
 async def test_an_event_pushed_during_a_read_that_missed_it_is_read_next_not_a_gap(
-    hubs: Hub,
+    hubs: Hub, database_url: str
 ) -> None:
     hub = await hubs(page_size=2)
     user = new_user()
     await create(hub, user, 2)
+    second = int((await recorded_cursors(database_url, user))[1])
 
     async def write_and_push() -> None:
         await create(hub, user)
-        stream.push(await hub.read_after(user, 2))
+        stream.push(await hub.read_after(user, second), since=second)
 
-    stream = _stream_reading_from(_OvertakenRead(hub, 2, write_and_push), user)
+    stream = _stream_reading_from(_OvertakenRead(hub, second, write_and_push), user)
     # Two events, a full page: the stream reads again after them, and that read finds
     # nothing, while the third event commits and is pushed.
-    stream.start(after=0, head=2)
+    stream.start(after=0, head=second)
     events = await take(stream, 3)
     stream.close()
-    assert [(event.kind, event.cursor) for event in events] == [
-        ("created", "1"),
-        ("created", "2"),
-        ("created", "3"),
-    ]
+    assert [event.kind for event in events] == ["created"] * 3
+    assert [event.cursor for event in events] == await recorded_cursors(database_url, user)
 
 
 async def test_after_a_resync_past_the_known_head_the_stream_waits_for_what_follows(
@@ -349,51 +373,50 @@ async def test_after_a_resync_past_the_known_head_the_stream_waits_for_what_foll
     hub = await hubs()
     user = new_user()
     await create(hub, user, 3)
-    conn = await asyncpg.connect(database_url)
-    try:
-        # Past retention: the first two events are gone.
-        await conn.execute("DELETE FROM task_events WHERE owner_id = $1 AND position <= 2", user)
-    finally:
-        await conn.close()
+    last = int((await recorded_cursors(database_url, user))[-1])
+    # Past retention: the three events are gone.
+    await _purge_every_event(database_url)
 
     async def write() -> None:
         # A write the stream is not told of: the head moves on while it reads.
         await create(hub, user)
 
     stream = _stream_reading_from(_OvertakenRead(hub, 0, write), user)
-    stream.start(after=0, head=3)
+    stream.start(after=0, head=last)
     first = await take(stream, 1)
     then = await stream.next(idle_seconds=0.2)
     stream.close()
-    assert [(event.kind, event.cursor) for event in first] == [("resync", "4")]
+    [written_meanwhile] = await recorded_cursors(database_url, user)
+    assert [event.kind for event in first] == ["resync"]
+    assert int(first[0].cursor) >= int(written_meanwhile)
     # Not the same resync again and again, until the next write.
     assert then is None
 
 
-async def test_events_read_past_the_known_head_are_followed_by_no_resync(hubs: Hub) -> None:
+async def test_events_read_past_the_known_head_are_followed_by_no_resync(
+    hubs: Hub, database_url: str
+) -> None:
     hub = await hubs()
     user = new_user()
     await create(hub, user, 3)
+    recorded = await recorded_cursors(database_url, user)
 
     async def push_the_first() -> None:
         # The owner's channel read before the second and third events committed.
-        stream.push((await hub.read_after(user, 0))[:1])
+        stream.push((await hub.read_after(user, 0))[:1], since=0)
 
     stream = _stream_reading_from(_OvertakenRead(hub, 0, push_the_first), user)
     # The head when the stream started was the first event; the read finds all three.
-    stream.start(after=0, head=1)
+    stream.start(after=0, head=int(recorded[0]))
     events = await take(stream, 3)
     then = await stream.next(idle_seconds=0.2)
     stream.close()
-    assert [(event.kind, event.cursor) for event in events] == [
-        ("created", "1"),
-        ("created", "2"),
-        ("created", "3"),
-    ]
+    assert [event.kind for event in events] == ["created"] * 3
+    assert [event.cursor for event in events] == recorded
     assert then is None, then
 
 
-def _stream_reading_from(source: _OvertakenRead, user: str) -> EventStream:
+def _stream_reading_from(source: EventSource, user: str) -> EventStream:
     """A stream of `user`'s events read through `source`, as the hub would open it."""
     return EventStream(
         source,
@@ -403,3 +426,24 @@ def _stream_reading_from(source: _OvertakenRead, user: str) -> EventStream:
         on_delivered=lambda event, live: None,
         on_close=lambda closed: None,
     )
+
+
+async def test_a_push_that_does_not_follow_on_shows_a_gap_read_from_the_database(
+    hubs: Hub, database_url: str
+) -> None:
+    """Positions skip (one sequence numbers everyone's events), so a gap shows by what a push
+    follows on from: the events between are read, not lost."""
+    hub = await hubs()
+    user = new_user()
+    head = await hub.head(user)
+    stream = _stream_reading_from(hub, user)
+    stream.start(after=None, head=head)
+    await create(hub, user, 2)
+    first, second = await recorded_cursors(database_url, user)
+    # A channel's read that followed on from the first event, which this stream never got.
+    stream.push(await hub.read_after(user, int(first)), since=int(first))
+    events = await take(stream, 2)
+    then = await stream.next(idle_seconds=0.2)
+    stream.close()
+    assert [event.cursor for event in events] == [first, second]
+    assert then is None, then

@@ -46,14 +46,15 @@ async def _age(admin: asyncpg.Connection, table: str, user: str, where: str, hou
 
 
 async def _kept(admin: asyncpg.Connection, user: str) -> tuple[list[int], list[str]]:
-    """The user's event positions and keys still stored."""
+    """The titles of the user's events still stored (each write's title is its key), and the
+    keys still stored."""
     events = await admin.fetch(
-        "SELECT position FROM task_events WHERE owner_id = $1 ORDER BY position", user
+        "SELECT title FROM task_events WHERE owner_id = $1 ORDER BY position", user
     )
     keys = await admin.fetch(
         "SELECT key FROM idempotency_keys WHERE owner_id = $1 ORDER BY 1", user
     )
-    return [row["position"] for row in events], [row["key"] for row in keys]
+    return [row["title"] for row in events], [row["key"] for row in keys]
 
 
 def _settings(database_url: str, **env: str) -> main.Settings:
@@ -76,17 +77,17 @@ async def test_events_and_keys_past_their_retention_go_and_nothing_else(
     ) as (http, state):
         janitor: RetentionJanitor = state["janitor"]
         await _write_with_keys(http, user, ["k1", "k2"])
-        assert await _kept(admin, user) == ([1, 2], ["k1", "k2"])
+        assert await _kept(admin, user) == (["k1", "k2"], ["k1", "k2"])
 
         # 90 minutes old: past the events' hour, within the keys' two hours.
-        await _age(admin, "task_events", user, "position = 1", 1.5)
+        await _age(admin, "task_events", user, "title = 'k1'", 1.5)
         await _age(admin, "idempotency_keys", user, "key = 'k1'", 1.5)
         assert await janitor.purge_once() == 1
-        assert await _kept(admin, user) == ([2], ["k1", "k2"])
+        assert await _kept(admin, user) == (["k2"], ["k1", "k2"])
 
         await _age(admin, "idempotency_keys", user, "key = 'k1'", 3)
         assert await janitor.purge_once() == 1
-        assert await _kept(admin, user) == ([2], ["k2"])
+        assert await _kept(admin, user) == (["k2"], ["k2"])
         assert await janitor.purge_once() == 0
 
 
@@ -106,7 +107,7 @@ async def test_one_purge_runs_at_a_time_across_processes(
         await admin.execute("SELECT pg_advisory_xact_lock($1)", PURGE_LOCK_KEY)
         try:
             assert await janitor.purge_once() is None
-            assert await _kept(admin, user) == ([1], ["k1"])
+            assert await _kept(admin, user) == (["k1"], ["k1"])
         finally:
             await other.rollback()
         assert await janitor.purge_once() == 2
@@ -132,7 +133,7 @@ async def test_a_purge_may_take_longer_than_a_request_may(
             await asyncio.sleep(1)
             assert not purge.done()
         assert await purge >= 1
-        assert await _kept(admin, user) == ([1], [])
+        assert await _kept(admin, user) == (["k1"], [])
 
 
 @pytest.mark.slow
@@ -164,7 +165,7 @@ async def test_the_janitor_purges_by_itself_until_stopped(
         finally:
             await janitor.stop()
         assert not janitor.running
-        assert await _kept(admin, user) == ([1], [])
+        assert await _kept(admin, user) == (["k1"], [])
         # The first round removed the key; later ones found nothing of this user's.
         assert purged[0] >= 1
         rounds = len(purged)

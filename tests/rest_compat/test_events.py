@@ -15,7 +15,14 @@ import pytest
 from tests.support.app import make_settings
 from tests.support.live import live_server
 from tests.support.servers import free_port
-from tests.support.streams import bearer, create_tasks, new_user, rest_event, rest_events
+from tests.support.streams import (
+    bearer,
+    create_tasks,
+    new_user,
+    recorded_cursors,
+    rest_event,
+    rest_events,
+)
 from tests.support.tokens import hs256_token
 
 MAX_BODY_BYTES = 64
@@ -40,47 +47,53 @@ async def http(base_url: str) -> AsyncIterator[httpx.AsyncClient]:
 
 
 async def test_each_event_carries_its_cursor_as_id_and_after_resumes_past_it(
-    http: httpx.AsyncClient,
+    http: httpx.AsyncClient, database_url: str
 ) -> None:
     user = new_user()
     [task_id] = await create_tasks(http, user, 1)
     await http.patch(f"/api/{user}/tasks/{task_id}/complete", headers=bearer(user))
-    async with rest_events(http, user, after="1") as events:
+    created, *_ = await recorded_cursors(database_url, user)
+    async with rest_events(http, user, after=created) as events:
         toggled = rest_event(await anext(events))
         await http.delete(f"/api/{user}/tasks/{task_id}", headers=bearer(user))
         deleted = rest_event(await anext(events))
+    _, toggled_at, deleted_at = await recorded_cursors(database_url, user)
     assert toggled["kind"] == "completion_toggled"
-    assert (toggled["cursor"], toggled["version"]) == ("2", 2)
+    assert (toggled["cursor"], toggled["version"]) == (toggled_at, 2)
     assert toggled["task"]["completed"] is True
     assert toggled["task"]["id"] == task_id
     assert deleted == {
         "kind": "deleted",
-        "cursor": "3",
+        "cursor": deleted_at,
         "task_id": task_id,
         "version": 2,
         "task": None,
     }
 
 
-async def test_last_event_id_wins_over_after(http: httpx.AsyncClient) -> None:
+async def test_last_event_id_wins_over_after(http: httpx.AsyncClient, database_url: str) -> None:
     # EventSource reconnects to the same URL, with the last id it saw as Last-Event-ID.
     user = new_user()
     await create_tasks(http, user, 3)
-    headers = {**bearer(user), "Last-Event-ID": "2"}
+    _, second, third = await recorded_cursors(database_url, user)
+    headers = {**bearer(user), "Last-Event-ID": second}
     async with rest_events(http, user, after="0", headers=headers) as events:
-        assert rest_event(await anext(events))["cursor"] == "3"
+        assert rest_event(await anext(events))["cursor"] == third
 
 
-async def test_a_browser_token_in_the_query_is_accepted(http: httpx.AsyncClient) -> None:
+async def test_a_browser_token_in_the_query_is_accepted(
+    http: httpx.AsyncClient, database_url: str
+) -> None:
     user = new_user()
     await create_tasks(http, user, 1)
+    [created] = await recorded_cursors(database_url, user)
     url = f"/api/{user}/tasks/events?after=0&access_token={hs256_token(user)}"
     async with http.stream("GET", url) as response:
         assert response.status_code == 200
         lines = response.aiter_lines()
         assert await anext(lines) == "retry: 1000"
         assert await anext(lines) == ""
-        assert await anext(lines) == "id: 1"
+        assert await anext(lines) == f"id: {created}"
 
 
 @pytest.mark.slow
@@ -99,7 +112,7 @@ async def test_an_idle_stream_gets_keep_alive_comments(http: httpx.AsyncClient) 
 
 @pytest.mark.slow
 async def test_an_expiring_token_ends_the_stream_with_an_error_event_within_a_second(
-    http: httpx.AsyncClient,
+    http: httpx.AsyncClient, database_url: str
 ) -> None:
     user = new_user()
     [task_id] = await create_tasks(http, user, 1)
@@ -112,7 +125,7 @@ async def test_an_expiring_token_ends_the_stream_with_an_error_event_within_a_se
     assert json.loads(ended.data) == {
         "detail": "The token has expired",
         "code": "TOKEN_EXPIRED",
-        "cursor": "1",
+        "cursor": (await recorded_cursors(database_url, user))[0],
     }
     assert expires_at <= ended_at < expires_at + 1.0
 

@@ -13,6 +13,7 @@ from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from typing import Any
 
+import asyncpg
 import httpx
 from gql import Client, gql
 from gql.client import AsyncClientSession
@@ -238,3 +239,16 @@ async def resuming_event_source(
 
 def cursors(received: list[dict[str, Any]]) -> list[int]:
     return [int(event["cursor"]) for event in received]
+
+
+async def recorded_cursors(database_url: str, user_id: str) -> list[str]:
+    """The cursors of the user's recorded events, oldest first (read as the database's owner,
+    past row-level security). Positions grow but skip: one sequence numbers everyone's."""
+    conn = await asyncpg.connect(database_url)
+    try:
+        rows = await conn.fetch(
+            "SELECT position FROM task_events WHERE owner_id = $1 ORDER BY position", user_id
+        )
+    finally:
+        await conn.close()
+    return [str(row["position"]) for row in rows]

@@ -377,12 +377,13 @@ async def test_a_failed_write_keeps_no_key(
 
 @asynccontextmanager
 async def stream_held(database_url: str, user: User) -> AsyncIterator[None]:
-    """The user's event stream row locked by another transaction: a write of theirs claims its
-    key, writes the task, then waits here to record the event, until the block ends."""
+    """The user's event stream locked by another transaction (as a write of theirs holds it
+    until commit): a write of theirs claims its key, writes the task, then waits here to
+    record the event, until the block ends."""
     conn = await asyncpg.connect(database_url)
     try:
         async with conn.transaction():
-            await conn.execute("SELECT 1 FROM task_streams WHERE owner_id = $1 FOR UPDATE", user.id)
+            await conn.execute("SELECT taskql_lock_stream($1)", user.id)
             yield
     finally:
         await conn.close()
@@ -442,7 +443,7 @@ async def test_a_retry_sent_while_the_first_runs_waits_for_it_then_replays_it(
     api: httpx.AsyncClient, admin: asyncpg.Connection, database_url: str, door: str
 ) -> None:
     user, key = User.fresh(), str(uuid.uuid4())
-    await create(api, user, "makes the stream row")
+    await create(api, user, "an earlier task")
     send_once = DOORS[door](user, key)
     async with stream_held(database_url, user):
         first = asyncio.create_task(send_once(api))
