@@ -86,9 +86,12 @@ async def measure(url: str, blocks: int, writes: int) -> dict[str, list[tuple[fl
 async def _backend_pid(url: str) -> int:
     conn = await asyncpg.connect(url)
     try:
+        # The pool's one connection: the one that ran the create (the app also keeps a
+        # connection that LISTENs for live updates).
         pids = await conn.fetch(
             "SELECT pid FROM pg_stat_activity WHERE datname = current_database() "
-            "AND backend_type = 'client backend' AND pid <> pg_backend_pid()"
+            "AND backend_type = 'client backend' AND pid <> pg_backend_pid() "
+            "AND query LIKE '%taskql_create_task%'"
         )
     finally:
         await conn.close()

@@ -1,7 +1,7 @@
 """Event positions come from one sequence, ordered per owner by a lock, not by a counter row.
 
-0005 gave each owner a counter row (`task_streams`) that every write updated; that update
-and its row cost a write about as much as inserting the event itself (pgbench below). Now:
+0005 gave each owner a counter row (`task_streams`) that every write updated (an upsert, a
+new row version and its WAL each time). Now:
 
 - A write takes a transaction-scoped advisory lock on its owner's stream, then the next
   value of `task_event_positions`. The lock is held until commit, so one owner's events
@@ -15,9 +15,12 @@ and its row cost a write about as much as inserting the event itself (pgbench be
 
 Existing positions are kept (the sequence starts past them), so clients' cursors stay valid.
 
-Measured with pgbench (`-M prepared -c 16 -j 2 -T 10`, as taskql_app, 1,000 owners with a
-task each, five alternated rounds) on 0005's functions: toggle 4,587 -> 5,884 tps, create
-5,706 -> 6,374; recording no event at all: 6,791 and 7,985.
+Measured with pg_stat_user_functions (pgbench `-M prepared -c 4 -t 2000`, toggles then
+creates, as taskql_app, 1,000 owners with a task each, three rounds alternated with a
+database at 0008): `taskql_record_event` took 53-72 us a call at 0008 and 42-51 us here
+(the lock 4-5 us of it); WAL per create 1,242-1,451 -> 1,197-1,337 bytes. A toggle's whole
+function takes 330-440 us either way, most of it its UPDATE of `tasks`, which the benchmark's
+floor pays too (bench/README.md, "What events cost a write").
 
 Revision ID: 0009
 Revises: 0008
