@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -244,26 +245,36 @@ def _files(directory: Path) -> list[str]:
     return sorted(path.name for path in directory.iterdir())
 
 
-async def test_0009_keeps_every_cursor_and_what_the_purge_removed(
-    engine: AsyncEngine, fresh_url: str
-) -> None:
-    """Positions stay, the sequence starts past them, and an owner whose oldest events were
-    purged (0005's streams show it by the counter) keeps a resync for cursors before them."""
-    await migrate.upgrade(engine, "0008")
+async def _events_with_a_purged_past(url: str) -> None:
+    """At 0008: owners a (3 events, the first purged), b (2) and c (1, purged)."""
     create = "SELECT taskql_create_task($1, 't', '', NULL, false, NULL, NULL)"
-    conn = await asyncpg.connect(fresh_url)
+    conn = await asyncpg.connect(url)
     try:
         for owner, count in (("a", 3), ("b", 2), ("c", 1)):
             for _ in range(count):
                 await conn.execute(create, owner)
         await conn.execute("DELETE FROM task_events WHERE owner_id = 'a' AND position = 1")
         await conn.execute("DELETE FROM task_events WHERE owner_id = 'c'")
-        await migrate.upgrade(engine)
+    finally:
+        await conn.close()
 
+
+async def test_0009_keeps_every_cursor_and_what_the_purge_removed(
+    engine: AsyncEngine, fresh_url: str
+) -> None:
+    """Positions stay, the sequence starts past them, and an owner whose oldest events were
+    purged (0005's streams show it by the counter) keeps a resync for cursors before them."""
+    await migrate.upgrade(engine, "0008")
+    await _events_with_a_purged_past(fresh_url)
+    await migrate.upgrade(engine)
+    create = "SELECT taskql_create_task($1, 't', '', NULL, false, NULL, NULL)"
+    conn = await asyncpg.connect(fresh_url)
+    try:
         purges = await conn.fetch("SELECT * FROM task_stream_purges ORDER BY owner_id")
         assert [tuple(row) for row in purges] == [("a", 1), ("c", 1)]
         await conn.execute(create, "b")
-        assert await conn.fetchval("SELECT max(position) FROM task_events WHERE owner_id = 'b'") > 3
+        newest_of_b = "SELECT max(position) FROM task_events WHERE owner_id = 'b'"
+        assert await conn.fetchval(newest_of_b) > 3
 
         await migrate.downgrade(engine, "0008")
         streams = await conn.fetch("SELECT owner_id, position FROM task_streams ORDER BY owner_id")
@@ -275,3 +286,62 @@ async def test_0009_keeps_every_cursor_and_what_the_purge_removed(
         )
     finally:
         await conn.close()
+
+
+async def test_0009_reads_every_owners_events_when_its_tables_owner_is_no_superuser(
+    engine: AsyncEngine, fresh_url: str
+) -> None:
+    """On Neon the migrating role owns the tables and is no superuser, so FORCE ROW LEVEL
+    SECURITY binds it too: 0009 must still see every owner's events to move them, both ways."""
+    await migrate.upgrade(engine, "0008")
+    await _events_with_a_purged_past(fresh_url)
+    role = f"taskql_migrator_{uuid.uuid4().hex[:8]}"
+    admin = await asyncpg.connect(fresh_url)
+    try:
+        await admin.execute(f"CREATE ROLE {role} LOGIN NOSUPERUSER")
+        await admin.execute(f"GRANT CREATE ON SCHEMA public TO {role}")
+        await admin.execute(
+            f"""DO $$ DECLARE item record; BEGIN
+                FOR item IN SELECT c.relname, c.relkind FROM pg_class c
+                    JOIN pg_namespace n ON n.oid = c.relnamespace
+                    WHERE n.nspname = 'public' AND c.relkind = 'r' LOOP
+                    -- A table's identity sequence goes with it.
+                    EXECUTE format('ALTER TABLE %I OWNER TO {role}', item.relname);
+                END LOOP;
+                FOR item IN SELECT p.oid::regprocedure AS signature FROM pg_proc p
+                    JOIN pg_namespace n ON n.oid = p.pronamespace
+                    WHERE n.nspname = 'public' LOOP
+                    EXECUTE format('ALTER FUNCTION %s OWNER TO {role}', item.signature);
+                END LOOP;
+            END $$"""
+        )
+        as_owner = create_engine(
+            DatabaseConfig(url=fresh_url.replace("postgres@", f"{role}@", 1), pool_size=1)
+        )
+        try:
+            await migrate.upgrade(as_owner)
+        finally:
+            await as_owner.dispose()
+        purges = await admin.fetch("SELECT * FROM task_stream_purges ORDER BY owner_id")
+        assert [tuple(row) for row in purges] == [("a", 1), ("c", 1)]
+        assert await admin.fetchval("SELECT last_value FROM task_event_positions") == 3
+        forced = await admin.fetch(
+            "SELECT relname FROM pg_class WHERE relforcerowsecurity "
+            "AND relname IN ('task_events', 'task_stream_purges') ORDER BY 1"
+        )
+        assert [row["relname"] for row in forced] == ["task_events", "task_stream_purges"]
+
+        as_owner = create_engine(
+            DatabaseConfig(url=fresh_url.replace("postgres@", f"{role}@", 1), pool_size=1)
+        )
+        try:
+            await migrate.downgrade(as_owner, "0008")
+        finally:
+            await as_owner.dispose()
+        streams = await admin.fetch("SELECT * FROM task_streams ORDER BY owner_id")
+        assert [tuple(row) for row in streams] == [("a", 3), ("b", 2), ("c", 1)]
+    finally:
+        await admin.execute(f"REASSIGN OWNED BY {role} TO postgres")
+        await admin.execute(f"DROP OWNED BY {role}")
+        await admin.execute(f"DROP ROLE {role}")
+        await admin.close()

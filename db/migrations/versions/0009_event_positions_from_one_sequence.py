@@ -164,7 +164,9 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     v0005 = import_module("db.migrations.versions.0005_task_events_and_idempotency_keys")
-    op.execute("ALTER TABLE task_events NO FORCE ROW LEVEL SECURITY")
+    # As in upgrade: every owner's rows, past row-level security.
+    for table in ("task_events", "task_stream_purges"):
+        op.execute(f"ALTER TABLE {table} NO FORCE ROW LEVEL SECURITY")
     op.execute(v0005._TABLES.split(";")[0])  # CREATE TABLE task_streams
     # Each owner's counter continues from their last position, or from the last one purged.
     op.execute(
