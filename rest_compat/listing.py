@@ -146,3 +146,8 @@ def _sort(raw: str) -> TaskOrder:
         choices = ", ".join(f"'{sort}'" for sort in SORTS[:-1])
         raise _Invalid(f"Input should be {choices} or '{SORTS[-1]}'", "literal_error")
     return TaskOrder(field=cast(SortField, raw.removeprefix("-")), descending=raw.startswith("-"))
+
+
+# What a listing without a query string asks for, the commonest request: parsing an empty
+# query string took 6-8% of such a request's CPU (bench/README.md, "REST list").
+LIST_WITHOUT_PARAMETERS = parse_list_query({})

@@ -29,7 +29,7 @@ from rest_compat.bodies import (
     task_json,
     task_response,
 )
-from rest_compat.listing import parse_bulk_query, parse_list_query
+from rest_compat.listing import LIST_WITHOUT_PARAMETERS, parse_bulk_query, parse_list_query
 
 TASKS = "/api/{user_id}/tasks"
 EVENTS = "/api/{user_id}/tasks/events"
@@ -71,7 +71,11 @@ async def _context(
 
 async def list_tasks(request: Request) -> Response:
     context = await _context(request)
-    query = parse_list_query(request.query_params)
+    query = (
+        parse_list_query(request.query_params)
+        if request.scope["query_string"]
+        else LIST_WITHOUT_PARAMETERS
+    )
     page = await operations.list_tasks(
         context, filters=query.filters, order=query.order, page=query.page
     )

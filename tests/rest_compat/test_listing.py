@@ -9,6 +9,9 @@ from typing import Any
 import httpx
 import pytest
 
+from resolvers.domain import DEFAULT_ORDER, TaskFilter
+from resolvers.pagination import PageRequest
+from rest_compat.listing import LIST_WITHOUT_PARAMETERS, parse_list_query
 from tests.support.graphql import seed_tasks
 from tests.support.listing import BASE, expected_ids
 
@@ -219,3 +222,11 @@ async def test_rest_due_filters_refuse_anything_else_saying_what_they_take(
     assert response.json() == {
         "detail": [{"loc": ["query", "due_before"], "msg": message, "type": kind}]
     }
+
+
+def test_a_listing_without_a_query_string_is_every_task_in_the_default_order() -> None:
+    # The route answers an empty query string with this constant instead of parsing it.
+    assert parse_list_query({}) == LIST_WITHOUT_PARAMETERS
+    assert LIST_WITHOUT_PARAMETERS.filters == TaskFilter()
+    assert LIST_WITHOUT_PARAMETERS.order == DEFAULT_ORDER
+    assert LIST_WITHOUT_PARAMETERS.page == PageRequest()
