@@ -11,7 +11,7 @@ import pytest
 from db import events
 from db.engine import Database
 from tests.support.app import make_settings
-from tests.support.streams import new_user
+from tests.support.streams import new_user, recorded_cursors
 
 
 @pytest.fixture
@@ -35,12 +35,9 @@ async def _write(database_url: str, owner: str, count: int) -> list[int]:
                 owner,
                 f"t{number}",
             )
-        rows = await conn.fetch(
-            "SELECT position FROM task_events WHERE owner_id = $1 ORDER BY position", owner
-        )
     finally:
         await conn.close()
-    return [row["position"] for row in rows]
+    return [int(cursor) for cursor in await recorded_cursors(database_url, owner)]
 
 
 async def test_an_owner_reads_only_their_own_events(database: Database, database_url: str) -> None:

@@ -30,6 +30,7 @@ Create Date: 2026-12-02
 from __future__ import annotations
 
 from importlib import import_module
+from typing import Any
 
 from alembic import op
 
@@ -117,9 +118,13 @@ _FUNCTIONS = {
 }
 
 
+def _v0005() -> Any:
+    return import_module("db.migrations.versions.0005_task_events_and_idempotency_keys")
+
+
 def _previous() -> dict[str, str]:
     """0005's functions that this revision replaces, as 0005 created them."""
-    v0005 = import_module("db.migrations.versions.0005_task_events_and_idempotency_keys")
+    v0005 = _v0005()
     bodies: dict[str, str] = {**v0005._HELPERS, **v0005._PURGE}
     return {signature: bodies[signature] for signature in _FUNCTIONS if signature in bodies}
 
@@ -163,7 +168,7 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    v0005 = import_module("db.migrations.versions.0005_task_events_and_idempotency_keys")
+    v0005 = _v0005()
     # As in upgrade: every owner's rows, past row-level security.
     for table in ("task_events", "task_stream_purges"):
         op.execute(f"ALTER TABLE {table} NO FORCE ROW LEVEL SECURITY")
@@ -181,10 +186,10 @@ def downgrade() -> None:
     op.execute(
         f"CREATE POLICY task_streams_owner ON task_streams USING ({OWNER}) WITH CHECK ({OWNER})"
     )
-    for signature, body in _previous().items():
+    previous = _previous()
+    for signature, body in previous.items():
         op.execute(f"CREATE OR REPLACE FUNCTION {signature} {body}")
-    for signature in _FUNCTIONS:
-        if signature not in _previous():
-            op.execute(f"DROP FUNCTION {signature}")
+    for signature in _FUNCTIONS.keys() - previous.keys():
+        op.execute(f"DROP FUNCTION {signature}")
     op.execute("DROP TABLE task_stream_purges")
     op.execute("DROP SEQUENCE task_event_positions")
