@@ -109,10 +109,13 @@ class PageInfo:
 @strawberry.type(description="A page of tasks, in the Relay connection shape.")
 class TaskConnection:
     page: strawberry.Private[TaskPage]
+    # Data rather than a resolver: the executor reads a field without a resolver of its own,
+    # and its items' plain fields, in one loop (schema/execution.py).
+    nodes: list[Task]
 
-    @strawberry.field
-    def nodes(self) -> list[Task]:
-        return [as_graphql(task) for task in self.page.tasks]
+    @classmethod
+    def of(cls, page: TaskPage) -> TaskConnection:
+        return cls(page=page, nodes=[as_graphql(task) for task in page.tasks])
 
     @strawberry.field
     def edges(self) -> list[TaskEdge]:

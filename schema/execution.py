@@ -3,7 +3,8 @@
 graphql-core spends most of a list response on fields without a resolver of their own (a
 task's id, title, ...): for each one it builds a resolve info and a path, calls Strawberry's
 wrapper, which calls the default resolver, and checks each value for awaitables twice. Here a
-selection made only of such fields, on scalars or enums, is read and serialised in one loop.
+selection made only of such fields, on scalars or enums or on lists of objects whose own
+selection is made of them (a connection's `nodes`), is read and serialised in one loop.
 In that loop a string for String or ID and a bool for Boolean are their own output (the
 spec's result coercion leaves them unchanged), so no serialiser is called for them, and a
 UTC datetime is written by orjson, about three times faster than `datetime.isoformat`, which
@@ -176,23 +177,24 @@ class ShortcutExecutor(StrawberryGraphQLCoreExecutionContext):
         # of theirs (such as @skip(if: $v) with $v null), which it would at the first item.
         if not (isinstance(result, list) and result and isinstance(item_type, GraphQLObjectType)):
             return None
+        reads = self._item_reads(item_type, field_details_list)
+        if reads is None:
+            return None
+        return _read_items(reads, result, self.strawberry_schema.config.default_resolver)
+
+    def _item_reads(
+        self, item_type: GraphQLObjectType, field_details_list: FieldDetailsList
+    ) -> list[Read] | None:
+        """How each object of a list is read, when its selection is all plain fields."""
         if item_type.is_type_of is not None:
             return None
         try:
             collected = self.collect_subfields(item_type, field_details_list)
         except Exception:
             return None
-        reads = self._selection_reads(item_type, collected.grouped_field_set)
-        if reads is None or collected.new_defer_usages:
+        if collected.new_defer_usages:
             return None
-        resolve = self.strawberry_schema.config.default_resolver
-        items = []
-        for item in result:
-            data = None if item is None else _read(reads, item, resolve)
-            if data is None:
-                return None
-            items.append(data)
-        return items
+        return self._selection_reads(item_type, collected.grouped_field_set)
 
     def _selection_reads(
         self, parent_type: GraphQLObjectType, grouped_field_set: GroupedFieldSet
@@ -206,7 +208,9 @@ class ShortcutExecutor(StrawberryGraphQLCoreExecutionContext):
             if name == TYPENAME:
                 reads.append((key, None, parent_type.name, True, None))  # type: ignore[union-attr]
                 continue
-            plain = self._plain_field(parent_type, name)
+            plain = self._plain_field(parent_type, name) or self._plain_list_field(
+                parent_type, name, details
+            )
             if plain is None:
                 reads = None
                 break
@@ -214,6 +218,36 @@ class ShortcutExecutor(StrawberryGraphQLCoreExecutionContext):
         # The selection is kept with its reads, so that its id is not reused meanwhile.
         self._reads[id(grouped_field_set)] = (grouped_field_set, reads)
         return reads
+
+    def _plain_list_field(
+        self, parent_type: GraphQLObjectType, name: str, details: FieldDetailsList
+    ) -> PlainField | None:
+        """How a list of objects without a resolver of its own is read, when the selection of
+        its items is all plain fields: None otherwise. It depends on the selection, so it is
+        worked out per selection, not kept per field."""
+        field = self.strawberry_schema.get_field_for_type(name, parent_type.name)
+        definition = parent_type.fields.get(name)
+        if field is None or definition is None or not field.is_basic_field:
+            return None
+        output_type = definition.type
+        non_null = isinstance(output_type, GraphQLNonNull)
+        list_type = output_type.of_type if non_null else output_type
+        if not isinstance(list_type, GraphQLList):
+            return None
+        item_type = list_type.of_type
+        if isinstance(item_type, GraphQLNonNull):
+            item_type = item_type.of_type
+        if not isinstance(item_type, GraphQLObjectType):
+            return None
+        reads = self._item_reads(item_type, details)
+        if reads is None:
+            return None
+        resolve = self.strawberry_schema.config.default_resolver
+
+        def read_list(value: Any) -> list[dict[str, Any]] | None:
+            return _read_items(reads, value, resolve) if isinstance(value, list) else None
+
+        return field.python_name, read_list, non_null, None
 
     @classmethod
     def _plain_field(cls, parent_type: GraphQLObjectType, name: str) -> PlainField | None:
@@ -270,10 +304,31 @@ def _read(
     return data
 
 
+def _read_items(
+    reads: list[Read], items: list[Any], resolve: Callable[[Any, str], Any]
+) -> list[dict[str, Any]] | None:
+    """Each object's data, or None when any of them needs graphql-core's handling (a null
+    item included: only graphql-core knows whether this list allows it)."""
+    data = []
+    for item in items:
+        read = None if item is None else _read(reads, item, resolve)
+        if read is None:
+            return None
+        data.append(read)
+    return data
+
+
 def _serialiser(leaf_type: GraphQLLeafType) -> Callable[[Any], Any]:
     """The scalar's serialiser; for one that writes datetimes with `isoformat` (Strawberry's
-    DateTime), the same text for UTC datetimes through orjson."""
+    DateTime), the same text for UTC datetimes through orjson; for ID, an int's decimal
+    text without graphql-core's checks of other types (the same text: it writes `str(int)`)."""
     serialise = leaf_type.coerce_output_value
+    if leaf_type is GraphQLID:
+
+        def serialise_id(value: Any) -> Any:
+            return str(value) if type(value) is int else serialise(value)
+
+        return serialise_id
     try:
         writes_isoformat = all(serialise(probe) == probe.isoformat() for probe in _PROBES)
     except Exception:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import TypeVar
+
 import strawberry
 
 from resolvers import tasks as operations
@@ -13,6 +15,7 @@ from schema.connection import TaskConnection, TaskFilterInput, TaskOrderInput
 from schema.types import Task, TaskCounts, Viewer, as_graphql, counts_as_graphql
 
 Info = strawberry.Info[Context, None]
+T = TypeVar("T")
 
 
 def parse_task_id(raw: strawberry.ID) -> int:
@@ -21,6 +24,11 @@ def parse_task_id(raw: strawberry.ID) -> int:
     if not (text.isascii() and text.isdigit()):
         raise TaskNotFound(text)
     return int(text)
+
+
+def _given(value: T | None) -> T | None:
+    """An argument's value, None when the document left it out (UNSET)."""
+    return None if value is strawberry.UNSET else value
 
 
 @strawberry.type
@@ -43,21 +51,30 @@ class Query:
     async def tasks(
         self,
         info: Info,
-        first: int | None = None,
-        after: str | None = None,
-        last: int | None = None,
-        before: str | None = None,
-        filter: TaskFilterInput | None = None,
-        order_by: TaskOrderInput | None = None,
+        # UNSET, not None: without a GraphQL default, graphql-core passes only the arguments
+        # a document gives, and Strawberry converts each one it is passed on every call.
+        first: int | None = strawberry.UNSET,
+        after: str | None = strawberry.UNSET,
+        last: int | None = strawberry.UNSET,
+        before: str | None = strawberry.UNSET,
+        filter: TaskFilterInput | None = strawberry.UNSET,
+        order_by: TaskOrderInput | None = strawberry.UNSET,
     ) -> TaskConnection:
+        order_by, filter = _given(order_by), _given(filter)
         order = DEFAULT_ORDER if order_by is None else order_by.as_order()
         page = await operations.list_tasks(
             info.context,
             filters=NO_FILTER if filter is None else filter.as_filter(),
             order=order,
-            page=cursor_page(order=order, first=first, after=after, last=last, before=before),
+            page=cursor_page(
+                order=order,
+                first=_given(first),
+                after=_given(after),
+                last=_given(last),
+                before=_given(before),
+            ),
         )
-        return TaskConnection(page=page)
+        return TaskConnection.of(page)
 
     @strawberry.field(
         description="How many of your tasks match the filter, in all and in each state, "

@@ -412,8 +412,10 @@ def odd_schemas(rows: list[Source]) -> tuple[strawberry.Schema, strawberry.Schem
     @strawberry.type
     class Query:
         @strawberry.field
-        def data(self) -> Rows:
-            return Rows(rows=rows, first=rows[0] if rows else None)  # type: ignore[arg-type]
+        def data(self, info: strawberry.Info) -> Rows:
+            # A test may put any value in the list (its context's "rows").
+            listed = info.context["rows"] if isinstance(info.context, dict) else rows
+            return Rows(rows=listed, first=rows[0] if rows else None)
 
     shortcut = strawberry.Schema(query=Query)
     shortcut.execution_context_class = executor_for(shortcut, hide_suggestions=False)
@@ -428,6 +430,29 @@ async def test_values_the_shortcut_cannot_serialise_get_graphql_cores_errors(odd
     assert fast.data == reference.data
     assert [e.formatted for e in fast.errors or ()] == [e.formatted for e in reference.errors or ()]
     assert (fast.errors is None) == (odd in ("plain", "a value String converts", *DATETIME_CASES))
+
+
+# A list field without a resolver (`rows`) is read with its items' selection in one loop;
+# these lists are graphql-core's to complete.
+ODD_LISTS: dict[str, object] = {
+    "a null item in a list of non-null items": [Source(), None],
+    "a tuple": (Source(), Source(name="z")),
+    "an error object": ValueError("no rows"),
+    "a null list": None,
+    "an empty list": [],
+}
+
+
+@pytest.mark.parametrize("odd", ODD_LISTS, ids=list(ODD_LISTS))
+async def test_lists_the_shortcut_cannot_read_get_graphql_cores_answer(odd: str) -> None:
+    shortcut, stock = odd_schemas([Source()])
+    query = f"{{ data {{ rows {{ {ROW} }} }} }}"
+    value = ODD_LISTS[odd]
+    fast = await shortcut.execute(query, root_value=None, context_value={"rows": value})
+    reference = await stock.execute(query, root_value=None, context_value={"rows": value})
+    assert fast.data == reference.data
+    assert [e.formatted for e in fast.errors or ()] == [e.formatted for e in reference.errors or ()]
+    assert (fast.errors is None) == (odd in ("a tuple", "an empty list"))
 
 
 @given(when=st.datetimes(timezones=st.just(UTC)))
@@ -465,6 +490,30 @@ def test_the_shortcut_reads_only_fields_without_a_resolver() -> None:
     assert executor._plain_field(task, "createdAt") is not None
     assert executor._plain_field(connection, "totalCount") is None
     assert executor._plain_field(connection, "nodes") is None
+
+
+async def test_a_list_without_a_resolver_is_read_with_its_items_in_one_loop() -> None:
+    shortcut, _ = odd_schemas([Source(), Source(name="z")])
+    executed: list[str] = []
+
+    class Recording(shortcut.execution_context_class):  # type: ignore[name-defined,misc]
+        def execute_field(self, parent_type: Any, source: Any, details: Any, *args: Any) -> Any:
+            executed.append(f"{parent_type.name}.{details[0].node.name.value}")
+            return super().execute_field(parent_type, source, details, *args)
+
+    shortcut.execution_context_class = Recording
+    result = await shortcut.execute("{ data { rows { name count __typename } } }")
+    assert result.errors is None
+    assert result.data == {
+        "data": {
+            "rows": [
+                {"name": "a", "count": 1, "__typename": "Row"},
+                {"name": "z", "count": 1, "__typename": "Row"},
+            ]
+        }
+    }
+    # Only the field with a resolver went through graphql-core's per-field execution.
+    assert executed == ["Query.data"]
 
 
 # --- every extension sees every request -----------------------------------------------------
