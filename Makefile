@@ -23,9 +23,10 @@ run: $(STAMP)
 test: $(STAMP)
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
 
-# Everything but the tests marked slow (own servers and processes, browsers, generated searches).
+# Everything but the tests marked slow (own servers and processes, browsers, generated searches),
+# on two processes: each test waits on PostgreSQL for a third of its time, which the other fills.
 test-fast: $(STAMP)
-	$(BIN)/python -m pytest -q -m "not slow" $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -q -m "not slow" -n 2 $(PYTEST_ARGS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
