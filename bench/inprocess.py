@@ -1,0 +1,145 @@
+"""The app's own CPU time per request, in one process, as a ratio between two requests.
+
+Usage: python bench/inprocess.py [--rounds 300] [REQUEST ...]   (default: rest_list graphql_list)
+  requests: rest_list, graphql_list, graphql_create, rest_create, typename
+
+Calls the ASGI app of `main.create_app` directly (no server, no sockets to clients; its
+database is real) in interleaved batches of 10 requests of each kind, and prints each kind's
+mean CPU time per request and each one's ratio to the first. Interleaving makes every kind
+meet the same moments of a shared machine, so the ratio moves by about 2% between runs where
+requests/s and even a worker's CPU per request move by 20-30%: small changes to the
+app's own work show here before they show (if ever) in bench/run.py. Uses DATABASE_URL (an
+admin URL: a database of its own is made and dropped) or the embedded server.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import secrets
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import jwt
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import run as bench  # bench/run.py, beside this script
+
+import main
+
+LIST_QUERY = b'{"query":"' + bench.LIST_QUERY.encode() + b'"}'
+CREATE_MUTATION = (
+    b'{"query":"mutation { createTask(input: {title: \\"bench task\\", description: '
+    b'\\"made by wrk\\"}) { task { id title completed createdAt } userErrors { code } } }"}'
+)
+CREATE_BODY = b'{"title":"bench task","description":"made by wrk"}'
+BATCH = 10
+
+
+async def call(
+    app: Any, state: dict[str, Any], method: str, path: str, body: bytes, token: str
+) -> int:
+    """One request through the ASGI app; its status."""
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": method,
+        "scheme": "http",
+        "path": path,
+        "raw_path": path.encode(),
+        "query_string": b"",
+        "root_path": "",
+        "headers": [
+            (b"host", b"bench"),
+            (b"authorization", b"Bearer " + token.encode()),
+            (b"content-type", b"application/json"),
+            (b"content-length", str(len(body)).encode()),
+        ],
+        "client": ("127.0.0.1", 1),
+        "server": ("127.0.0.1", 80),
+        "state": dict(state),
+    }
+    sent = False
+    status = 0
+
+    async def receive() -> dict[str, Any]:
+        nonlocal sent
+        if not sent:
+            sent = True
+            return {"type": "http.request", "body": body, "more_body": False}
+        await asyncio.Event().wait()  # the client never disconnects
+        raise AssertionError("unreachable")
+
+    async def send(message: dict[str, Any]) -> None:
+        nonlocal status
+        if message["type"] == "http.response.start":
+            status = message["status"]
+
+    await app(scope, receive, send)
+    return status
+
+
+async def measure(url: str, kinds: list[str], rounds: int) -> dict[str, float]:
+    """Mean CPU seconds per request of each kind."""
+    reader, writer = "reader-" + secrets.token_hex(6), "writer-" + secrets.token_hex(6)
+    conn = await asyncpg.connect(url)
+    records = [(reader, f"Task {n}", "seeded for the benchmark", n % 3 == 0) for n in range(20)]
+    await conn.copy_records_to_table(
+        "tasks", records=records, columns=["owner_id", "title", "description", "completed"]
+    )
+    await conn.close()
+    expires = int(time.time()) + 3600
+    tokens = {
+        user: jwt.encode({"sub": user, "exp": expires}, bench.SECRET, algorithm="HS256")
+        for user in (reader, writer)
+    }
+    # Writes go to a user of their own, so that the lists stay at 20 tasks.
+    requests = {
+        "rest_list": ("GET", f"/api/{reader}/tasks", b"", reader),
+        "graphql_list": ("POST", "/graphql", LIST_QUERY, reader),
+        "typename": ("POST", "/graphql", b'{"query":"{ __typename }"}', reader),
+        "rest_create": ("POST", f"/api/{writer}/tasks", CREATE_BODY, writer),
+        "graphql_create": ("POST", "/graphql", CREATE_MUTATION, writer),
+    }
+    env = {"DATABASE_URL": url, "JWT_SECRET": bench.SECRET, "LOG_LEVEL": "WARNING"}
+    app = main.create_app(main.read_settings(env))
+    spent = dict.fromkeys(kinds, 0.0)
+    async with app.router.lifespan_context(app) as state:
+        for kind in kinds:  # warm up, and check that each request succeeds
+            method, path, body, user = requests[kind]
+            status = await call(app, state or {}, method, path, body, tokens[user])
+            if status not in (200, 201):
+                raise RuntimeError(f"{kind} answered {status}")
+        for _ in range(rounds):
+            for kind in kinds:
+                method, path, body, user = requests[kind]
+                started = time.process_time()
+                for _ in range(BATCH):
+                    await call(app, state or {}, method, path, body, tokens[user])
+                spent[kind] += time.process_time() - started
+    return {kind: spent[kind] / (rounds * BATCH) for kind in kinds}
+
+
+def cli() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("kinds", nargs="*", default=["rest_list", "graphql_list"])
+    parser.add_argument("--rounds", type=int, default=300)
+    args = parser.parse_args()
+    with bench.database(args) as url:
+        cpu = asyncio.run(measure(url, args.kinds, args.rounds))
+    first = args.kinds[0]
+    for kind, seconds in cpu.items():
+        print(
+            f"{kind}: {seconds * 1e6:.0f} µs CPU per request, {seconds / cpu[first]:.3f}x {first}"
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(cli())
