@@ -1,8 +1,16 @@
-"""CPU per REST create with and without an Idempotency-Key: the app's and its PostgreSQL's.
+"""CPU per REST write, the app's and its PostgreSQL's: what an Idempotency-Key costs a create,
+or (--events) what recording each write's event for live updates costs creates and toggles.
 
-Usage: python bench/write_cost.py [--blocks 10] [--writes 500]
+Usage: python bench/write_cost.py [--events] [--blocks 10] [--writes 500]
 Uses DATABASE_URL when set (a server on this machine: its backend's CPU time is read from
 /proc), otherwise an embedded PostgreSQL in .data/bench-postgres.
+
+With --events, blocks of writes alternate between the database as migrated and the same
+database with `taskql_record_event` replaced by a function that does nothing (put back
+afterwards): the difference is what inserting the event costs PostgreSQL. The app's share of
+an event (a hash and a set insertion per write, and the coalesced NOTIFY that wakes other
+workers, sent on the listener's own connection) is counted in the app's CPU both ways, so it
+is not part of the difference.
 
 Requests per second on a shared machine move with everything else it runs; the CPU time a
 request costs does not, much. The app runs in this process (the real ASGI app and lifespan,
@@ -38,7 +46,16 @@ from db.migrate import upgrade  # noqa: E402
 SECRET = uuid.uuid4().hex * 2
 
 
-async def measure(url: str, blocks: int, writes: int) -> dict[str, list[tuple[float, float]]]:
+# What a write without an event would do: the migrated function's signature, no body.
+_NO_EVENT = (
+    "CREATE OR REPLACE FUNCTION taskql_record_event(kind text, task tasks) RETURNS void "
+    "LANGUAGE plpgsql AS $$ BEGIN END $$"
+)
+
+
+async def measure(
+    url: str, blocks: int, writes: int, *, events: bool = False
+) -> dict[str, list[tuple[float, float]]]:
     """Per block: (app CPU µs, PostgreSQL CPU µs) per write, by kind."""
     settings = main.read_settings(
         {"DATABASE_URL": url, "JWT_SECRET": SECRET, "DB_POOL_SIZE": "1", "LOG_LEVEL": "WARNING"}
@@ -47,7 +64,16 @@ async def measure(url: str, blocks: int, writes: int) -> dict[str, list[tuple[fl
     user = uuid.uuid4().hex
     token = jwt.encode({"sub": user, "exp": int(time.time()) + 3600}, SECRET, algorithm="HS256")
     headers = {"Authorization": f"Bearer {token}"}
-    results: dict[str, list[tuple[float, float]]] = {"without a key": [], "with a key": []}
+    kinds = (
+        ["create, event recorded", "create, no event", "toggle, event recorded", "toggle, no event"]
+        if events
+        else ["without a key", "with a key"]
+    )
+    results: dict[str, list[tuple[float, float]]] = {kind: [] for kind in kinds}
+    admin = await asyncpg.connect(url)
+    recorded = await admin.fetchval(
+        "SELECT pg_get_functiondef('taskql_record_event(text, tasks)'::regprocedure)"
+    )
     async with app.router.lifespan_context(app) as state:
 
         async def app_with_state(scope: object, receive: object, send: object) -> None:
@@ -69,17 +95,32 @@ async def measure(url: str, blocks: int, writes: int) -> dict[str, list[tuple[fl
                 )
                 assert response.status_code == 201, response.text
 
+            async def toggle(task_id: int) -> None:
+                response = await http.patch(
+                    f"/api/{user}/tasks/{task_id}/complete", headers=headers
+                )
+                assert response.status_code == 200, response.text
+
             await create(None)  # opens the pool's one connection
             backend = psutil.Process(await _backend_pid(url))
-            for block in range(blocks):
-                kinds = ["without a key", "with a key"]
-                for kind in kinds if block % 2 else kinds[::-1]:
-                    app_before, db_before = time.process_time(), _cpu(backend)
-                    for _ in range(writes):
-                        await create(None if kind == "without a key" else str(uuid.uuid4()))
-                    app_spent = time.process_time() - app_before
-                    db_spent = _cpu(backend) - db_before
-                    results[kind].append((app_spent / writes * 1e6, db_spent / writes * 1e6))
+            toggled = await admin.fetchval("SELECT min(id) FROM tasks WHERE owner_id = $1", user)
+            try:
+                for block in range(blocks):
+                    for kind in kinds if block % 2 else kinds[::-1]:
+                        if events:
+                            await admin.execute(_NO_EVENT if "no event" in kind else recorded)
+                        app_before, db_before = time.process_time(), _cpu(backend)
+                        for _ in range(writes):
+                            if kind.startswith("toggle"):
+                                await toggle(toggled)
+                            else:
+                                await create(str(uuid.uuid4()) if kind == "with a key" else None)
+                        app_spent = time.process_time() - app_before
+                        db_spent = _cpu(backend) - db_before
+                        results[kind].append((app_spent / writes * 1e6, db_spent / writes * 1e6))
+            finally:
+                await admin.execute(recorded)
+                await admin.close()
     return results
 
 
@@ -129,6 +170,9 @@ def main_() -> int:
     parser.add_argument("--blocks", type=int, default=10, help="blocks of each kind")
     # /proc counts CPU time in 10 ms ticks: 500 writes measure each to 20 µs.
     parser.add_argument("--writes", type=int, default=500, help="writes per block")
+    parser.add_argument(
+        "--events", action="store_true", help="with and without recording events, not keys"
+    )
     args = parser.parse_args()
     server = None
     admin_url = os.environ.get("DATABASE_URL")
@@ -138,12 +182,12 @@ def main_() -> int:
     name = f"taskql_write_cost_{os.getpid()}"
     try:
         url = asyncio.run(_create(admin_url, name))
-        results = asyncio.run(measure(url, args.blocks, args.writes))
+        results = asyncio.run(measure(url, args.blocks, args.writes, events=args.events))
     finally:
         asyncio.run(_drop(admin_url, name))
         if server is not None:
             server.stop()
-    print(f"{args.blocks} blocks of {args.writes} REST creates each way, medians per create:")
+    print(f"{args.blocks} blocks of {args.writes} REST writes of each kind, medians per write:")
     print("\n| | app CPU µs | PostgreSQL CPU µs | total µs |\n|---|---|---|---|")
     totals = {}
     for kind, blocks in results.items():
@@ -151,8 +195,13 @@ def main_() -> int:
         db_us = statistics.median(d for _, d in blocks)
         totals[kind] = statistics.median(a + d for a, d in blocks)
         print(f"| {kind} | {app_us:.0f} | {db_us:.0f} | {totals[kind]:.0f} |")
-    extra = totals["with a key"] / totals["without a key"] - 1
-    print(f"\nA key costs {100 * extra:+.1f}% CPU per create.")
+    if args.events:
+        for write in ("create", "toggle"):
+            extra = totals[f"{write}, event recorded"] / totals[f"{write}, no event"] - 1
+            print(f"\nRecording its event costs a {write} {100 * extra:+.1f}% CPU.")
+    else:
+        extra = totals["with a key"] / totals["without a key"] - 1
+        print(f"\nA key costs {100 * extra:+.1f}% CPU per create.")
     return 0
 
 

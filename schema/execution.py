@@ -225,13 +225,10 @@ class ShortcutExecutor(StrawberryGraphQLCoreExecutionContext):
         """How a list of objects without a resolver of its own is read, when the selection of
         its items is all plain fields: None otherwise. It depends on the selection, so it is
         worked out per selection, not kept per field."""
-        field = self.strawberry_schema.get_field_for_type(name, parent_type.name)
-        definition = parent_type.fields.get(name)
-        if field is None or definition is None or not field.is_basic_field:
+        basic = _basic_field(self.strawberry_schema, parent_type, name)
+        if basic is None:
             return None
-        output_type = definition.type
-        non_null = isinstance(output_type, GraphQLNonNull)
-        list_type = output_type.of_type if non_null else output_type
+        python_name, list_type, non_null = basic
         if not isinstance(list_type, GraphQLList):
             return None
         item_type = list_type.of_type
@@ -247,7 +244,7 @@ class ShortcutExecutor(StrawberryGraphQLCoreExecutionContext):
         def read_list(value: Any) -> list[dict[str, Any]] | None:
             return _read_items(reads, value, resolve) if isinstance(value, list) else None
 
-        return field.python_name, read_list, non_null, None
+        return python_name, read_list, non_null, None
 
     @classmethod
     def _plain_field(cls, parent_type: GraphQLObjectType, name: str) -> PlainField | None:
@@ -262,16 +259,27 @@ class ShortcutExecutor(StrawberryGraphQLCoreExecutionContext):
 def _plain_field(
     schema: strawberry.Schema, parent_type: GraphQLObjectType, name: str
 ) -> PlainField | None:
+    basic = _basic_field(schema, parent_type, name)
+    if basic is None:
+        return None
+    python_name, leaf_type, non_null = basic
+    if not is_leaf_type(leaf_type):
+        return None
+    return python_name, _serialiser(leaf_type), non_null, _OWN_OUTPUT.get(leaf_type)
+
+
+def _basic_field(
+    schema: strawberry.Schema, parent_type: GraphQLObjectType, name: str
+) -> tuple[str, GraphQLOutputType, bool] | None:
+    """A field Strawberry gives no resolver of its own (nor field extensions, such as
+    permissions): its attribute, its type without non-null, and whether it is non-null."""
     field = schema.get_field_for_type(name, parent_type.name)
     definition = parent_type.fields.get(name)
     if field is None or definition is None or not field.is_basic_field:
         return None
     output_type = definition.type
     non_null = isinstance(output_type, GraphQLNonNull)
-    leaf_type = output_type.of_type if non_null else output_type
-    if not is_leaf_type(leaf_type):
-        return None
-    return field.python_name, _serialiser(leaf_type), non_null, _OWN_OUTPUT.get(leaf_type)
+    return field.python_name, output_type.of_type if non_null else output_type, non_null
 
 
 def _read(
