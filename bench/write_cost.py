@@ -37,6 +37,9 @@ import psutil
 
 PROJECT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(PROJECT))
+sys.path.insert(0, str(PROJECT / "bench"))
+
+from run import NO_EVENT_FUNCTION  # noqa: E402  (bench/run.py)
 
 import main  # noqa: E402
 from db.embedded import start_embedded_postgres  # noqa: E402
@@ -44,13 +47,6 @@ from db.engine import DatabaseConfig, create_engine  # noqa: E402
 from db.migrate import upgrade  # noqa: E402
 
 SECRET = uuid.uuid4().hex * 2
-
-
-# What a write without an event would do: the migrated function's signature, no body.
-_NO_EVENT = (
-    "CREATE OR REPLACE FUNCTION taskql_record_event(kind text, task tasks) RETURNS void "
-    "LANGUAGE plpgsql AS $$ BEGIN END $$"
-)
 
 
 async def measure(
@@ -108,7 +104,9 @@ async def measure(
                 for block in range(blocks):
                     for kind in kinds if block % 2 else kinds[::-1]:
                         if events:
-                            await admin.execute(_NO_EVENT if "no event" in kind else recorded)
+                            await admin.execute(
+                                NO_EVENT_FUNCTION if "no event" in kind else recorded
+                            )
                         app_before, db_before = time.process_time(), _cpu(backend)
                         for _ in range(writes):
                             if kind.startswith("toggle"):
