@@ -53,6 +53,9 @@ from strawberry.schema.schema import StrawberryGraphQLCoreExecutionContext
 # (None: always serialise), or (for __typename) the type's name.
 PlainField = tuple[str, Callable[[Any], Any], bool, type | None]
 Read = tuple[str, str, Callable[[Any], Any], bool, type | None] | tuple[str, None, str, bool, None]
+# A field without a resolver of its own: its attribute, its type without non-null, and
+# whether it is non-null.
+BasicField = tuple[str, GraphQLOutputType, bool]
 TYPENAME = "__typename"
 # Scalars whose result coercion returns a value of this exact type unchanged.
 _OWN_OUTPUT: dict[GraphQLLeafType, type] = {
@@ -78,6 +81,8 @@ class ShortcutExecutor(StrawberryGraphQLCoreExecutionContext):
     strawberry_schema: ClassVar[strawberry.Schema]
     suggestions_hidden: ClassVar[bool]
     plain_fields: ClassVar[dict[tuple[str, str], PlainField | None]]
+    # Strawberry finds a field by scanning its type's fields: each is looked up once.
+    basic_fields: ClassVar[dict[tuple[str, str], BasicField | None]]
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -225,7 +230,10 @@ class ShortcutExecutor(StrawberryGraphQLCoreExecutionContext):
         """How a list of objects without a resolver of its own is read, when the selection of
         its items is all plain fields: None otherwise. It depends on the selection, so it is
         worked out per selection, not kept per field."""
-        basic = _basic_field(self.strawberry_schema, parent_type, name)
+        key = (parent_type.name, name)
+        if key not in self.basic_fields:
+            self.basic_fields[key] = _basic_field(self.strawberry_schema, parent_type, name)
+        basic = self.basic_fields[key]
         if basic is None:
             return None
         python_name, list_type, non_null = basic
@@ -270,7 +278,7 @@ def _plain_field(
 
 def _basic_field(
     schema: strawberry.Schema, parent_type: GraphQLObjectType, name: str
-) -> tuple[str, GraphQLOutputType, bool] | None:
+) -> BasicField | None:
     """A field Strawberry gives no resolver of its own (nor field extensions, such as
     permissions): its attribute, its type without non-null, and whether it is non-null."""
     field = schema.get_field_for_type(name, parent_type.name)
@@ -362,5 +370,10 @@ def executor_for(schema: strawberry.Schema, *, hide_suggestions: bool) -> type[S
     return type(
         "TaskSchemaExecutor",
         (ShortcutExecutor,),
-        {"strawberry_schema": schema, "suggestions_hidden": hide_suggestions, "plain_fields": {}},
+        {
+            "strawberry_schema": schema,
+            "suggestions_hidden": hide_suggestions,
+            "plain_fields": {},
+            "basic_fields": {},
+        },
     )
