@@ -14,6 +14,12 @@ object) sends the whole selection back through graphql-core's own code, so every
 its message are graphql-core's. With a schema extension that wraps resolvers (a `resolve`
 hook), nothing is shortcut, so that hook sees every field.
 
+What a document's selections are (graphql-core collects them for each object it completes,
+and the shortcut works out how to read them) is the same in every execution of a document
+without directives, so both are kept across executions (`SharedSelections`), keyed by the
+field nodes of the cached document. A document with @skip, @include or @defer anywhere is
+collected in each execution, as its variables decide its selections.
+
 A subscription event that several subscriptions of one viewer receive (one user's phone,
 laptop and tabs all subscribed with the same document) is executed once: the result of the
 first is given to the others, as the selection, the variables, the viewer and the event are
@@ -42,9 +48,15 @@ from graphql import (
     GraphQLOutputType,
     GraphQLResolveInfo,
     GraphQLString,
+    OperationDefinitionNode,
     is_leaf_type,
 )
-from graphql.execution.collect_fields import FieldDetailsList, GroupedFieldSet
+from graphql.execution.collect_fields import (
+    CollectedFields,
+    FieldDetailsList,
+    FragmentDetails,
+    GroupedFieldSet,
+)
 from graphql.pyutils import AwaitableOrValue, Path, Undefined
 from strawberry.schema.schema import StrawberryGraphQLCoreExecutionContext
 
@@ -74,6 +86,99 @@ _SHARED_EVENT_RESULTS = 256
 _EVENT_RESULTS: dict[tuple[Any, ...], tuple[Any, ExecutionResult]] = {}
 
 
+# Collected selections kept for all executions, per schema; past this, all are dropped.
+_SHARED_SELECTIONS = 1024
+SelectionKey = tuple[GraphQLObjectType, tuple[int, ...]]
+# A shared selection whose reads are not worked out yet.
+_NOT_READ: Any = object()
+
+
+class SharedSelections:
+    """Subfields that graphql-core collects the same way in every execution of a document,
+    collected once, with how the shortcut reads them.
+
+    Each entry keeps the objects whose ids make its key (the field nodes, the selection), so
+    that no id in a key is reused while the entry lives. Past the bound every entry is
+    dropped: a service sees a few distinct documents, and a client that sends endless new
+    ones only loses the sharing.
+    """
+
+    def __init__(self, size: int = _SHARED_SELECTIONS) -> None:
+        self._size = size
+        self._collected: dict[SelectionKey, tuple[FieldDetailsList, CollectedFields]] = {}
+        # By the id of a shared selection: the selection and its reads.
+        self._reads: dict[int, tuple[GroupedFieldSet, Any]] = {}
+        # By the id of an operation: the operation and whether its document has no directive.
+        self._fixed: dict[int, tuple[OperationDefinitionNode, bool]] = {}
+
+    def key(
+        self,
+        operation: OperationDefinitionNode,
+        fragments: dict[str, FragmentDetails],
+        return_type: GraphQLObjectType,
+        field_details_list: FieldDetailsList,
+    ) -> SelectionKey | None:
+        """The key of these subfields; None when this execution may collect them otherwise."""
+        fixed = self._fixed.get(id(operation))
+        if fixed is None or fixed[0] is not operation:
+            if len(self._fixed) >= self._size:
+                self._fixed.clear()
+            fixed = (operation, _collects_the_same_each_time(operation, fragments))
+            self._fixed[id(operation)] = fixed
+        if not fixed[1]:
+            return None
+        return return_type, tuple([id(details.node) for details in field_details_list])
+
+    def collected(self, key: SelectionKey) -> CollectedFields | None:
+        entry = self._collected.get(key)
+        return None if entry is None else entry[1]
+
+    def keep(
+        self, key: SelectionKey, field_details_list: FieldDetailsList, collected: CollectedFields
+    ) -> None:
+        if len(self._collected) >= self._size:
+            self._collected.clear()
+            self._reads.clear()
+        self._collected[key] = (field_details_list, collected)
+        selection = collected.grouped_field_set
+        self._reads[id(selection)] = (selection, _NOT_READ)
+
+    def reads(self, selection: GroupedFieldSet) -> tuple[GroupedFieldSet, list[Read] | None] | None:
+        """The reads of a shared selection, once worked out."""
+        entry = self._reads.get(id(selection))
+        if entry is None or entry[0] is not selection or entry[1] is _NOT_READ:
+            return None
+        return entry
+
+    def keep_reads(self, selection: GroupedFieldSet, reads: list[Read] | None) -> bool:
+        """Keeps the reads of a shared selection; False for a selection of one execution."""
+        entry = self._reads.get(id(selection))
+        if entry is None or entry[0] is not selection:
+            return False
+        self._reads[id(selection)] = (selection, reads)
+        return True
+
+
+def _collects_the_same_each_time(
+    operation: OperationDefinitionNode, fragments: dict[str, FragmentDetails]
+) -> bool:
+    """Whether collecting this operation's fields reads nothing but its document: no
+    directive on any field, fragment or spread (@skip, @include and @defer read variables
+    or make new groups), and no fragment arguments."""
+    if any(details.variable_signatures for details in fragments.values()):
+        return False
+    pending = [operation.selection_set]
+    pending += [details.definition.selection_set for details in fragments.values()]
+    while pending:
+        for selection in pending.pop().selections:
+            if selection.directives:
+                return False
+            selection_set = getattr(selection, "selection_set", None)
+            if selection_set is not None:
+                pending.append(selection_set)
+    return True
+
+
 class ShortcutExecutor(StrawberryGraphQLCoreExecutionContext):
     """graphql-core's executor as Strawberry configures it, reading plain fields directly."""
 
@@ -83,6 +188,8 @@ class ShortcutExecutor(StrawberryGraphQLCoreExecutionContext):
     plain_fields: ClassVar[dict[tuple[str, str], PlainField | None]]
     # Strawberry finds a field by scanning its type's fields: each is looked up once.
     basic_fields: ClassVar[dict[tuple[str, str], BasicField | None]]
+    # Selections collected once for every execution of a document (see collect_subfields).
+    shared_selections: ClassVar[SharedSelections]
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -201,10 +308,29 @@ class ShortcutExecutor(StrawberryGraphQLCoreExecutionContext):
             return None
         return self._selection_reads(item_type, collected.grouped_field_set)
 
+    def collect_subfields(
+        self, return_type: GraphQLObjectType, field_details_list: FieldDetailsList
+    ) -> CollectedFields:
+        """graphql-core's subfields, collected once for all executions of a document when
+        nothing but the document decides them: no directive anywhere in it (@skip and
+        @include read variables, @defer makes new groups each time). The fields of a cached
+        document are the same objects in every execution, so they are the key."""
+        shared = self.shared_selections
+        key = shared.key(self.operation, self.fragments, return_type, field_details_list)
+        if key is None:
+            return super().collect_subfields(return_type, field_details_list)
+        collected = shared.collected(key)
+        if collected is None:
+            collected = super().collect_subfields(return_type, field_details_list)
+            shared.keep(key, field_details_list, collected)
+        return collected
+
     def _selection_reads(
         self, parent_type: GraphQLObjectType, grouped_field_set: GroupedFieldSet
     ) -> list[Read] | None:
-        cached = self._reads.get(id(grouped_field_set))
+        cached = self._reads.get(id(grouped_field_set)) or self.shared_selections.reads(
+            grouped_field_set
+        )
         if cached is not None:
             return cached[1]
         reads: list[Read] | None = []
@@ -221,7 +347,8 @@ class ShortcutExecutor(StrawberryGraphQLCoreExecutionContext):
                 break
             reads.append((key, *plain))  # type: ignore[union-attr]
         # The selection is kept with its reads, so that its id is not reused meanwhile.
-        self._reads[id(grouped_field_set)] = (grouped_field_set, reads)
+        if not self.shared_selections.keep_reads(grouped_field_set, reads):
+            self._reads[id(grouped_field_set)] = (grouped_field_set, reads)
         return reads
 
     def _plain_list_field(
@@ -375,5 +502,6 @@ def executor_for(schema: strawberry.Schema, *, hide_suggestions: bool) -> type[S
             "suggestions_hidden": hide_suggestions,
             "plain_fields": {},
             "basic_fields": {},
+            "shared_selections": SharedSelections(),
         },
     )

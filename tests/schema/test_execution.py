@@ -26,6 +26,8 @@ import orjson
 import pytest
 import strawberry
 from graphql import DocumentNode, GraphQLObjectType, GraphQLResolveInfo, GraphQLString, parse
+from graphql.execution import executor as graphql_executor
+from graphql.execution.collect_fields import collect_subfields
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from strawberry.extensions import SchemaExtension
@@ -514,6 +516,55 @@ async def test_a_list_without_a_resolver_is_read_with_its_items_in_one_loop() ->
     }
     # Only the field with a resolver went through graphql-core's per-field execution.
     assert executed == ["Query.data"]
+
+
+def _executed(
+    schema: strawberry.Schema, query: str, variables: dict[str, Any] | None = None
+) -> Any:
+    """One execution of `query` as the schema's cached parser gives it: one document per text."""
+    executor = schema.execution_context_class.build(
+        schema._schema, _parsed(query), raw_variable_values=variables or {}
+    )
+    assert isinstance(executor, StrawberryGraphQLCoreExecutionContext)
+    return executor.execute_operation()
+
+
+def test_a_document_without_directives_has_its_selections_collected_once(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    shortcut, _ = odd_schemas([Source(), Source(name="z")])
+    collected: list[str] = []
+
+    def counting(*args: Any) -> Any:
+        collected.append(args[4].name)
+        return collect_subfields(*args)
+
+    monkeypatch.setattr(graphql_executor, "collect_subfields", counting)
+    query = "{ data { rows { name count } first { ...named } } } fragment named on Row { name }"
+    first, second = _executed(shortcut, query), _executed(shortcut, query)
+    assert first.errors is None
+    assert (
+        first.data
+        == second.data
+        == {
+            "data": {
+                "rows": [{"name": "a", "count": 1}, {"name": "z", "count": 1}],
+                "first": {"name": "a"},
+            }
+        }
+    )
+    # The first execution collected the selections of Rows and of each Row field; the second
+    # reused them.
+    assert sorted(collected) == ["Row", "Row", "Rows"]
+
+
+def test_a_document_with_directives_has_its_selections_collected_in_each_execution() -> None:
+    shortcut, stock = odd_schemas([Source()])
+    query = "query ($hide: Boolean!) { data { rows { name @skip(if: $hide) count } } }"
+    for hide in (True, False, True):
+        fast = _executed(shortcut, query, {"hide": hide})
+        assert fast.data == _executed(stock, query, {"hide": hide}).data
+        assert ("name" in fast.data["data"]["rows"][0]) is not hide
 
 
 # --- every extension sees every request -----------------------------------------------------
