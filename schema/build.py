@@ -10,11 +10,13 @@ from typing import Any
 import strawberry
 from graphql import GraphQLError
 from strawberry.extensions import SchemaExtension
+from strawberry.extensions.runner import SchemaExtensionsRunner
 from strawberry.types import ExecutionContext
 
 from schema.documents import CachedDocuments, Parse, Validate, cached_parser, cached_validator
 from schema.execution import executor_for
 from schema.extensions import AuthenticationGate, ErrorCodes
+from schema.hooks import CachedHooksRunner
 from schema.mutation import Mutation
 from schema.query import Query
 from schema.subscription import Subscription, SubscriptionsOnly
@@ -58,6 +60,11 @@ class TaskSchema(strawberry.Schema):
             return not self._validate_document(self._schema, query)
         except GraphQLError:
             return False
+
+    def create_extensions_runner(
+        self, execution_context: ExecutionContext, extensions: list[SchemaExtension]
+    ) -> SchemaExtensionsRunner:
+        return CachedHooksRunner(execution_context=execution_context, extensions=extensions)
 
     def process_errors(
         self, errors: list[GraphQLError], execution_context: ExecutionContext | None = None
