@@ -3,8 +3,9 @@
 graphql-core spends most of a list response on fields without a resolver of their own (a
 task's id, title, ...): for each one it builds a resolve info and a path, calls Strawberry's
 wrapper, which calls the default resolver, and checks each value for awaitables twice. Here a
-selection made only of such fields, on scalars or enums or on lists of objects whose own
-selection is made of them (a connection's `nodes`), is read and serialised in one loop.
+selection made only of such fields, on scalars or enums, or on objects or lists of objects
+whose own selection is made of them (a mutation payload's `task`, a connection's `nodes`),
+is read and serialised in one loop.
 In that loop a string for String or ID and a bool for Boolean are their own output (the
 spec's result coercion leaves them unchanged), so no serialiser is called for them, and a
 UTC datetime is written by orjson, about three times faster than `datetime.isoformat`, which
@@ -339,7 +340,7 @@ class ShortcutExecutor(StrawberryGraphQLCoreExecutionContext):
             if name == TYPENAME:
                 reads.append((key, None, parent_type.name, True, None))  # type: ignore[union-attr]
                 continue
-            plain = self._plain_field(parent_type, name) or self._plain_list_field(
+            plain = self._plain_field(parent_type, name) or self._plain_object_field(
                 parent_type, name, details
             )
             if plain is None:
@@ -351,33 +352,43 @@ class ShortcutExecutor(StrawberryGraphQLCoreExecutionContext):
             self._reads[id(grouped_field_set)] = (grouped_field_set, reads)
         return reads
 
-    def _plain_list_field(
+    def _plain_object_field(
         self, parent_type: GraphQLObjectType, name: str, details: FieldDetailsList
     ) -> PlainField | None:
-        """How a list of objects without a resolver of its own is read, when the selection of
-        its items is all plain fields: None otherwise. It depends on the selection, so it is
-        worked out per selection, not kept per field."""
+        """How an object, or a list of objects, without a resolver of its own is read (a
+        payload's task, a connection's nodes), when the selection of each object is all plain
+        fields: None otherwise. It depends on the selection, so it is worked out per
+        selection, not kept per field."""
         key = (parent_type.name, name)
         if key not in self.basic_fields:
             self.basic_fields[key] = _basic_field(self.strawberry_schema, parent_type, name)
         basic = self.basic_fields[key]
         if basic is None:
             return None
-        python_name, list_type, non_null = basic
-        if not isinstance(list_type, GraphQLList):
+        python_name, output_type, non_null = basic
+        resolve = self.strawberry_schema.config.default_resolver
+        if isinstance(output_type, GraphQLObjectType):
+            reads = self._item_reads(output_type, details)
+            if reads is None:
+                return None
+
+            def read_object(value: Any) -> dict[str, Any] | None:
+                return _read(reads, value, resolve)
+
+            return python_name, read_object, non_null, None
+        if not isinstance(output_type, GraphQLList):
             return None
-        item_type = list_type.of_type
+        item_type = output_type.of_type
         if isinstance(item_type, GraphQLNonNull):
             item_type = item_type.of_type
         if not isinstance(item_type, GraphQLObjectType):
             return None
-        reads = self._item_reads(item_type, details)
-        if reads is None:
+        item_reads = self._item_reads(item_type, details)
+        if item_reads is None:
             return None
-        resolve = self.strawberry_schema.config.default_resolver
 
         def read_list(value: Any) -> list[dict[str, Any]] | None:
-            return _read_items(reads, value, resolve) if isinstance(value, list) else None
+            return _read_items(item_reads, value, resolve) if isinstance(value, list) else None
 
         return python_name, read_list, non_null, None
 

@@ -415,9 +415,11 @@ def odd_schemas(rows: list[Source]) -> tuple[strawberry.Schema, strawberry.Schem
     class Query:
         @strawberry.field
         def data(self, info: strawberry.Info) -> Rows:
-            # A test may put any value in the list (its context's "rows").
-            listed = info.context["rows"] if isinstance(info.context, dict) else rows
-            return Rows(rows=listed, first=rows[0] if rows else None)
+            # A test may put any value in the list or the object (its context's "rows" and
+            # "first").
+            given = info.context if isinstance(info.context, dict) else {}
+            first = given.get("first", rows[0] if rows else None)
+            return Rows(rows=given.get("rows", rows), first=first)
 
     shortcut = strawberry.Schema(query=Query)
     shortcut.execution_context_class = executor_for(shortcut, hide_suggestions=False)
@@ -457,6 +459,30 @@ async def test_lists_the_shortcut_cannot_read_get_graphql_cores_answer(odd: str)
     assert (fast.errors is None) == (odd in ("a tuple", "an empty list"))
 
 
+# An object field without a resolver (`first`) is read with its fields; these objects are
+# graphql-core's to complete.
+ODD_OBJECTS: dict[str, object] = {
+    "null": None,
+    "an error object": ValueError("no first row"),
+    "a string": "not a row",
+    "null in a non-null field": Source(name=None),
+    "a value Int refuses": Source(count=2**40),
+    "a plain row": Source(name="b"),
+}
+
+
+@pytest.mark.parametrize("odd", ODD_OBJECTS, ids=list(ODD_OBJECTS))
+async def test_objects_the_shortcut_cannot_read_get_graphql_cores_answer(odd: str) -> None:
+    shortcut, stock = odd_schemas([Source()])
+    query = f"{{ data {{ first {{ {ROW} }} }} }}"
+    context = {"first": ODD_OBJECTS[odd]}
+    fast = await shortcut.execute(query, context_value=context)
+    reference = await stock.execute(query, context_value=context)
+    assert fast.data == reference.data
+    assert [e.formatted for e in fast.errors or ()] == [e.formatted for e in reference.errors or ()]
+    assert (fast.errors is None) == (odd in ("null", "a plain row"))
+
+
 @given(when=st.datetimes(timezones=st.just(UTC)))
 def test_a_utc_datetime_is_written_as_isoformat_writes_it(when: datetime) -> None:
     assert utc_datetime_text(when) == when.isoformat()
@@ -494,7 +520,9 @@ def test_the_shortcut_reads_only_fields_without_a_resolver() -> None:
     assert executor._plain_field(connection, "nodes") is None
 
 
-async def test_a_list_without_a_resolver_is_read_with_its_items_in_one_loop() -> None:
+async def test_objects_and_lists_without_a_resolver_are_read_with_their_fields_in_one_loop() -> (
+    None
+):
     shortcut, _ = odd_schemas([Source(), Source(name="z")])
     executed: list[str] = []
 
@@ -504,14 +532,15 @@ async def test_a_list_without_a_resolver_is_read_with_its_items_in_one_loop() ->
             return super().execute_field(parent_type, source, details, *args)
 
     shortcut.execution_context_class = Recording
-    result = await shortcut.execute("{ data { rows { name count __typename } } }")
+    result = await shortcut.execute("{ data { rows { name count __typename } first { name } } }")
     assert result.errors is None
     assert result.data == {
         "data": {
             "rows": [
                 {"name": "a", "count": 1, "__typename": "Row"},
                 {"name": "z", "count": 1, "__typename": "Row"},
-            ]
+            ],
+            "first": {"name": "a"},
         }
     }
     # Only the field with a resolver went through graphql-core's per-field execution.
