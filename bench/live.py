@@ -40,6 +40,8 @@ class LiveResult:
     errors: int = 0
     rss_before_mb: float = 0.0
     rss_after_mb: float = 0.0
+    # How late this process's event loop woke from 5 ms sleeps while the writes ran.
+    client_lag_ms: list[float] = field(default_factory=list)
 
 
 def token(secret: str, user_id: str) -> str:
@@ -95,6 +97,17 @@ async def _read(connection: websockets.ClientConnection, result: LiveResult) -> 
             )
     except websockets.ConnectionClosed:
         result.errors += 1
+
+
+async def _loop_lag(result: LiveResult, period: float = 0.005) -> None:
+    """Records how late this process's event loop wakes. The subscribers' client shares one
+    loop, so a late wake-up here is latency the server did not cause (the client was busy,
+    or the machine stalled), and a p99 of deliveries near the loop's own lag says so."""
+    loop = asyncio.get_running_loop()
+    while True:
+        expected = loop.time() + period
+        await asyncio.sleep(period)
+        result.client_lag_ms.append((loop.time() - expected) * 1000)
 
 
 class KeepAliveClient:
@@ -228,19 +241,22 @@ async def delivery(
     connections, result.errors = await open_all(ws_url, bearers)
     readers = [asyncio.create_task(_read(c, result)) for c in connections]
     await asyncio.sleep(1)
+    lag = asyncio.create_task(_loop_lag(result))
     out: multiprocessing.Queue = multiprocessing.get_context("spawn").Queue()  # type: ignore[type-arg]
     writer = multiprocessing.get_context("spawn").Process(
         target=_write_at_rate, args=(base, tokens, rate, seconds, out)
     )
-    writer.start()
-    done, failed, result.write_seconds = await asyncio.get_running_loop().run_in_executor(
-        None, out.get
-    )
-    writer.join()
+    # Starting a spawned process waits for it to read its arguments, and joining one waits
+    # for its interpreter to shut down: both off the loop, or the subscribers' events would
+    # wait for them (the loop-lag column showed 130-290 ms stalls that matched the maxima).
+    loop = asyncio.get_running_loop()
+    await loop.run_in_executor(None, writer.start)
+    done, failed, result.write_seconds = await loop.run_in_executor(None, out.get)
+    await loop.run_in_executor(None, writer.join)
     result.writes = done
     result.errors += failed
     await asyncio.sleep(2)  # the last events
-    for reader in readers:
+    for reader in [*readers, lag]:
         reader.cancel()
     await asyncio.gather(*(c.close() for c in connections), return_exceptions=True)
     return result
@@ -280,8 +296,9 @@ async def idle(
 def report(results: list[LiveResult]) -> str:
     lines = [
         "| live scenario | subscribers | writes/s | events delivered | p50 ms | p99 ms | max ms "
-        "| errors | server RSS before -> after MB | per subscriber KB |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "| client loop lag p99 / max ms | errors | server RSS before -> after MB "
+        "| per subscriber KB |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in results:
         latencies = sorted(r.latencies_ms)
@@ -289,12 +306,14 @@ def report(results: list[LiveResult]) -> str:
         p99 = f"{latencies[int(len(latencies) * 0.99) - 1]:.1f}" if latencies else "-"
         top = f"{latencies[-1]:.1f}" if latencies else "-"
         rate = f"{r.writes / r.write_seconds:,.0f}" if r.write_seconds else "-"
+        lags = sorted(r.client_lag_ms)
+        lag = f"{lags[int(len(lags) * 0.99) - 1]:.1f} / {lags[-1]:.1f}" if lags else "-"
         memory = per_kb = "-"
         if r.rss_after_mb:
             memory = f"{r.rss_before_mb:,.0f} -> {r.rss_after_mb:,.0f}"
             per_kb = f"{(r.rss_after_mb - r.rss_before_mb) * 1024 / r.subscribers:.1f}"
         lines.append(
             f"| {r.name} | {r.subscribers:,} | {rate} | {len(latencies):,} | {p50} | {p99} "
-            f"| {top} | {r.errors} | {memory} | {per_kb} |"
+            f"| {top} | {lag} | {r.errors} | {memory} | {per_kb} |"
         )
     return "\n".join(lines)
