@@ -199,6 +199,12 @@ class ShortcutExecutor(StrawberryGraphQLCoreExecutionContext):
         # Per execution, like graphql-core's own memo of collected subfields: the selection
         # of a list's items is one object, read for every item.
         self._reads: dict[int, tuple[GroupedFieldSet, list[Read] | None]] = {}
+        # Subfields this execution has collected, by (type, id of the field list), each kept
+        # with its list so that the id is not reused: the cheap lookup of graphql-core's own
+        # memo, made before the shared one's key is built.
+        self._collected: dict[
+            tuple[GraphQLObjectType, int], tuple[FieldDetailsList, CollectedFields]
+        ] = {}
         # Set on the copy made for each subscription event: what makes its result shareable.
         self._event_key: tuple[Any, ...] | None = None
 
@@ -283,12 +289,10 @@ class ShortcutExecutor(StrawberryGraphQLCoreExecutionContext):
         field_details_list: FieldDetailsList,
         result: Any,
     ) -> list[Any] | None:
-        item_type = return_type.of_type
-        if isinstance(item_type, GraphQLNonNull):
-            item_type = item_type.of_type
+        item_type = _object_item_type(return_type)
         # An empty list is graphql-core's: it collects no subfields, so it reports no errors
         # of theirs (such as @skip(if: $v) with $v null), which it would at the first item.
-        if not (isinstance(result, list) and result and isinstance(item_type, GraphQLObjectType)):
+        if not (isinstance(result, list) and result and item_type is not None):
             return None
         reads = self._item_reads(item_type, field_details_list)
         if reads is None:
@@ -316,14 +320,18 @@ class ShortcutExecutor(StrawberryGraphQLCoreExecutionContext):
         nothing but the document decides them: no directive anywhere in it (@skip and
         @include read variables, @defer makes new groups each time). The fields of a cached
         document are the same objects in every execution, so they are the key."""
+        here = (return_type, id(field_details_list))
+        known = self._collected.get(here)
+        if known is not None:  # a list's items after the first, through graphql-core
+            return known[1]
         shared = self.shared_selections
         key = shared.key(self.operation, self.fragments, return_type, field_details_list)
-        if key is None:
-            return super().collect_subfields(return_type, field_details_list)
-        collected = shared.collected(key)
+        collected = None if key is None else shared.collected(key)
         if collected is None:
             collected = super().collect_subfields(return_type, field_details_list)
-            shared.keep(key, field_details_list, collected)
+            if key is not None:
+                shared.keep(key, field_details_list, collected)
+        self._collected[here] = (field_details_list, collected)
         return collected
 
     def _selection_reads(
@@ -376,12 +384,8 @@ class ShortcutExecutor(StrawberryGraphQLCoreExecutionContext):
                 return _read(reads, value, resolve)
 
             return python_name, read_object, non_null, None
-        if not isinstance(output_type, GraphQLList):
-            return None
-        item_type = output_type.of_type
-        if isinstance(item_type, GraphQLNonNull):
-            item_type = item_type.of_type
-        if not isinstance(item_type, GraphQLObjectType):
+        item_type = _object_item_type(output_type) if isinstance(output_type, GraphQLList) else None
+        if item_type is None:
             return None
         item_reads = self._item_reads(item_type, details)
         if item_reads is None:
@@ -400,6 +404,14 @@ class ShortcutExecutor(StrawberryGraphQLCoreExecutionContext):
         if key not in cls.plain_fields:
             cls.plain_fields[key] = _plain_field(cls.strawberry_schema, parent_type, name)
         return cls.plain_fields[key]
+
+
+def _object_item_type(list_type: GraphQLList[GraphQLOutputType]) -> GraphQLObjectType | None:
+    """The object type of a list's items, non-null or not; None for any other item type."""
+    item_type = list_type.of_type
+    if isinstance(item_type, GraphQLNonNull):
+        item_type = item_type.of_type
+    return item_type if isinstance(item_type, GraphQLObjectType) else None
 
 
 def _plain_field(

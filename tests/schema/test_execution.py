@@ -36,7 +36,12 @@ from strawberry.schema.schema import StrawberryGraphQLCoreExecutionContext
 import main
 from resolvers.events import TaskEvent as DomainTaskEvent
 from schema.build import build_schema
-from schema.execution import ShortcutExecutor, executor_for, utc_datetime_text
+from schema.execution import (
+    SharedSelections,
+    ShortcutExecutor,
+    executor_for,
+    utc_datetime_text,
+)
 from schema.http import GraphQLEndpoint
 from schema.subscription import as_graphql_event
 from tests.support.app import make_settings, running_app
@@ -585,6 +590,28 @@ def test_a_document_without_directives_has_its_selections_collected_once(
     # The first execution collected the selections of Rows and of each Row field; the second
     # reused them.
     assert sorted(collected) == ["Row", "Row", "Rows"]
+
+
+def test_a_list_graphql_core_completes_looks_its_selection_up_once(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The odd row sends the list to graphql-core, which collects the selection of each item.
+    shortcut, stock = odd_schemas([Source(), Source(note=ValueError("no note")), Source(name="z")])
+    looked_up: list[str] = []
+    shared_key = SharedSelections.key
+
+    def counting(self: SharedSelections, *args: Any) -> Any:
+        looked_up.append(args[2].name)
+        return shared_key(self, *args)
+
+    monkeypatch.setattr(SharedSelections, "key", counting)
+    query = "{ data { rows { name note } } }"
+    fast, reference = _executed(shortcut, query), _executed(stock, query)
+    assert fast.data == reference.data
+    assert [e.formatted for e in fast.errors] == [e.formatted for e in reference.errors]
+    assert fast.data["data"]["rows"][2] == {"name": "z", "note": None}
+    # Once for Rows, once for the items' Row: later items use this execution's own memo.
+    assert sorted(looked_up) == ["Row", "Rows"]
 
 
 def test_a_document_with_directives_has_its_selections_collected_in_each_execution() -> None:
