@@ -81,6 +81,17 @@ def part_of(traceback: tracemalloc.Traceback) -> str:
     return "other"
 
 
+def site_of(traceback: tracemalloc.Traceback) -> str:
+    """The innermost frame outside Python's own modules, as a short file:line."""
+    for frame in reversed(traceback):
+        path = frame.filename
+        if "/site-packages/" in path:
+            return f"{path.split('/site-packages/')[1]}:{frame.lineno}"
+        if path.startswith(f"{PROJECT}/"):
+            return f"{path[len(str(PROJECT)) + 1 :]}:{frame.lineno}"
+    return "other"
+
+
 def snapshot(worker: psutil.Process, path: Path) -> tracemalloc.Snapshot:
     worker.send_signal(signal.SIGUSR1)
     deadline = time.monotonic() + 300
@@ -94,6 +105,9 @@ def snapshot(worker: psutil.Process, path: Path) -> tracemalloc.Snapshot:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--subscribers", type=int, default=1000)
+    parser.add_argument(
+        "--lines", type=int, default=0, help="also list this many allocation sites (file:line)"
+    )
     args = parser.parse_args()
     bench.WORK_DIR.mkdir(parents=True, exist_ok=True)
     directory = Path(tempfile.mkdtemp(prefix="taskql-idle-memory-"))
@@ -117,14 +131,21 @@ def main() -> int:
                 _with_subscribers(ws_url, bearers, lambda: snapshot(worker, after_path))
             )
     sizes: collections.Counter[str] = collections.Counter()
+    sites: collections.Counter[str] = collections.Counter()
     for stat in after.compare_to(before, "traceback"):
         sizes[part_of(stat.traceback)] += stat.size_diff
+        sites[site_of(stat.traceback)] += stat.size_diff
     count = args.subscribers
     print(f"{connections:,} subscribers open, {errors} errors\n")
     print("| where | KB per subscriber |\n|---|---|")
     for name, size in sizes.most_common():
         print(f"| {name} | {size / 1024 / count:.1f} |")
     print(f"| total | {sum(sizes.values()) / 1024 / count:.1f} |")
+    if args.lines:
+        print("\n| allocation site (innermost frame of a package or ours) | KB per subscriber |")
+        print("|---|---|")
+        for site, size in sites.most_common(args.lines):
+            print(f"| {site} | {size / 1024 / count:.2f} |")
     return 0 if errors == 0 else 1
 
 
