@@ -53,6 +53,9 @@ class Scenario:
     connections: int | None = None  # None: --connections
     think_ms: int = 0
     think: str = "jitter"  # or "lockstep" (see scenario.lua)
+    # False: the API's writes record no event for this scenario's runs (the database's
+    # taskql_record_event does nothing meanwhile), so one run shows what events cost a write.
+    event_rows: bool = True
 
 
 SCENARIOS = [
@@ -69,6 +72,8 @@ SCENARIOS = [
     Scenario("rest_create_key", "REST create with an Idempotency-Key", floor=False),
     Scenario("graphql_create", "GraphQL createTask", floor=True),
     Scenario("rest_toggle", "REST toggle", floor=True),
+    Scenario("rest_create", "REST create, no event rows", floor=True, event_rows=False),
+    Scenario("rest_toggle", "REST toggle, no event rows", floor=True, event_rows=False),
     Scenario("mix", "mix: 70% list, 10% create, 10% toggle, 5% update, 5% delete", floor=False),
     Scenario(
         "mix",
@@ -176,12 +181,38 @@ NO_EVENT_FUNCTION = (
 )
 
 
-async def _record_no_events(url: str) -> None:
+async def _record_no_events(url: str) -> str:
+    """Make writes record no event; the statement that restores the function as it was."""
     conn = await asyncpg.connect(url)
     try:
+        restore = await conn.fetchval(
+            "SELECT pg_get_functiondef('taskql_record_event(text, tasks)'::regprocedure)"
+        )
         await conn.execute(NO_EVENT_FUNCTION)
     finally:
         await conn.close()
+    return str(restore)
+
+
+async def _execute(url: str, statement: str) -> None:
+    conn = await asyncpg.connect(url)
+    try:
+        await conn.execute(statement)
+    finally:
+        await conn.close()
+
+
+@contextmanager
+def event_rows(url: str, recorded: bool) -> Iterator[None]:
+    """Writes record their events inside the block or, when not `recorded`, none."""
+    if recorded:
+        yield
+        return
+    restore = asyncio.run(_record_no_events(url))
+    try:
+        yield
+    finally:
+        asyncio.run(_execute(url, restore))
 
 
 async def _drop(admin_url: str, name: str) -> None:
@@ -540,7 +571,8 @@ def report(rows: list[Row], args: argparse.Namespace) -> str:
             f"| {api.socket_errors} | {api.peak_rss_mb:.0f} | {api.cpu_us:,.0f} "
             f"| {f'{floor.cpu_us:,.0f}' if floor else '-'} |"
         )
-    by_name = {row.scenario.name: median_run(row.api) for row in rows}
+    by_name = {row.scenario.name: median_run(row.api) for row in rows if row.scenario.event_rows}
+    lines += _event_cost(rows)
     if "rest_create" in by_name and "rest_create_key" in by_name:
         with_key, without = by_name["rest_create_key"], by_name["rest_create"]
         lines += [
@@ -549,6 +581,25 @@ def report(rows: list[Row], args: argparse.Namespace) -> str:
             f"requests/s without one, p50 {with_key.p50_ms:.1f} ms against {without.p50_ms:.1f} ms",
         ]
     return "\n".join(lines)
+
+
+def _event_cost(rows: list[Row]) -> list[str]:
+    """What recording events costs each write scenario measured with and without them."""
+    ratios: dict[tuple[str, bool], float] = {}
+    for row in rows:
+        if row.floor:
+            ratios[row.scenario.name, row.scenario.event_rows] = (
+                median_run(row.api).rps / median_run(row.floor).rps
+            )
+    lines = []
+    for name, label in (("rest_create", "REST create"), ("rest_toggle", "REST toggle")):
+        if (name, True) in ratios and (name, False) in ratios:
+            with_events, without = ratios[name, True], ratios[name, False]
+            lines.append(
+                f"{label}: {with_events:.2f} of the floor with event rows, {without:.2f} without "
+                f"(events: {with_events / without - 1:+.0%})"
+            )
+    return ["", *lines] if lines else []
 
 
 def main() -> int:
@@ -654,10 +705,11 @@ def main() -> int:
                     s = row.scenario
                     if round_number == 0:
                         warm_up(api_port, floor_port if s.floor else None, s, args, data)
-                    if s.floor:
-                        wrk_name = FLOOR_EQUIVALENT.get(s.name, s.name)
-                        row.floor.append(measure(floor_port, floor, s, args, data, wrk_name))
-                    row.api.append(measure(api_port, api, s, args, data))
+                    with event_rows(url, s.event_rows):
+                        if s.floor:
+                            wrk_name = FLOOR_EQUIVALENT.get(s.name, s.name)
+                            row.floor.append(measure(floor_port, floor, s, args, data, wrk_name))
+                        row.api.append(measure(api_port, api, s, args, data))
                     print(
                         f"round {round_number + 1}: {s.description}: {row.api[-1].rps:,.0f} req/s",
                         file=sys.stderr,
