@@ -45,6 +45,7 @@ from schema.persisted import Mode as PersistedMode
 from schema.streams import StreamingGraphQL, allowed_origins
 from schema.streams import routes as graphql_routes
 from server import health, metrics
+from server.application import Application
 from server.cors import allowed_headers, cors
 from server.devmode import development_secret, print_banner
 from server.drain import DRAIN
@@ -590,7 +591,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
         allowed_origins=settings.cors_origins,
         heartbeat_seconds=settings.live_heartbeat_seconds,
     )
-    return Starlette(
+    return Application(
         routes=[
             *health.routes,
             *graphql_routes(graphql, streams),

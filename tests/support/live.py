@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 import uvicorn
+from starlette.types import ASGIApp
 
 import main
 
@@ -19,9 +20,14 @@ def live_server(settings: main.Settings) -> Iterator[str]:
     A thread with its own event loop, so that blocking clients (a browser driver) and async
     ones (gql, httpx) can both talk to it from the test.
     """
-    config = uvicorn.Config(
-        main.create_app(settings), host="127.0.0.1", port=0, log_config=None, access_log=False
-    )
+    with served(main.create_app(settings)) as url:
+        yield url
+
+
+@contextmanager
+def served(app: ASGIApp) -> Iterator[str]:
+    """Any ASGI app served over TCP on a free port from a thread; yields the base URL."""
+    config = uvicorn.Config(app, host="127.0.0.1", port=0, log_config=None, access_log=False)
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
