@@ -18,6 +18,7 @@ from resolvers.errors import (
     MalformedIdempotencyKey,
     VersionConflict,
 )
+from schema.inputs import built_in_one_step
 
 
 @strawberry.type(description="Something to do.")
@@ -113,6 +114,7 @@ def counts_as_graphql(counts: DomainTaskCounts) -> TaskCounts:
     return cast(TaskCounts, counts)
 
 
+@built_in_one_step
 @strawberry.input
 class CreateTaskInput:
     # Nullable in the schema so that a missing title reaches the shared validation and comes
@@ -125,6 +127,7 @@ class CreateTaskInput:
     completed: bool | None = strawberry.UNSET
 
 
+@built_in_one_step
 @strawberry.input(description="Fields left out keep their value; dueDate: null clears it.")
 class UpdateTaskInput:
     title: str | None = strawberry.UNSET
