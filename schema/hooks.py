@@ -8,8 +8,10 @@ is found and decorated once per extension class and stage. A stage whose hooks a
 generator functions (every hook of ours is) is entered through one `contextlib.ExitStack`,
 which runs them exactly as Strawberry's stage does: entered in the extensions' order, left in
 reverse, an exception thrown into each, and never suppressed (Strawberry discards what its
-stack returns). A stage with any other kind of hook (an async generator, a plain function) is
-Strawberry's own.
+stack returns). A stage with one such hook (each of ours has one or none) enters it without
+the exit stack, whose deque an open subscription would keep for its life; a stage without
+hooks is a shared empty context. A stage with any other kind of hook (an async generator, a
+plain function) is Strawberry's own.
 
 What would let us delete it: Strawberry keeping its hook lookup per extension class.
 """
@@ -47,15 +49,23 @@ def _hook(extension_type: type[SchemaExtension], name: str) -> Hook | bool | Non
 class _Stage:
     """One stage's generator hooks, run as Strawberry's stage runs them."""
 
-    __slots__ = ("_hooks", "_stack")
+    __slots__ = ("_exit", "_hooks")
 
     def __init__(self, hooks: list[tuple[Hook, SchemaExtension]]) -> None:
         self._hooks = hooks
-        self._stack = contextlib.ExitStack()
+        self._exit: Callable[..., object] = _left
 
     def __enter__(self) -> None:
-        for hook, extension in self._hooks:
-            self._stack.enter_context(hook(extension))
+        if len(self._hooks) == 1:
+            hook, extension = self._hooks[0]
+            manager = hook(extension)
+            manager.__enter__()
+            self._exit = manager.__exit__
+        else:
+            stack = contextlib.ExitStack()
+            for hook, extension in self._hooks:
+                stack.enter_context(hook(extension))
+            self._exit = stack.__exit__
 
     def __exit__(
         self,
@@ -63,7 +73,7 @@ class _Stage:
         exc_value: BaseException | None,
         traceback: TracebackType | None,
     ) -> None:
-        self._stack.__exit__(exc_type, exc_value, traceback)
+        self._exit(exc_type, exc_value, traceback)
 
     async def __aenter__(self) -> None:
         self.__enter__()
@@ -92,7 +102,7 @@ class CachedHooksRunner(SchemaExtensionsRunner):
     def executing(self) -> Any:
         return self._stage("on_execute") or super().executing()
 
-    def _stage(self, name: str) -> _Stage | None:
+    def _stage(self, name: str) -> _Stage | contextlib.nullcontext[None] | None:
         hooks = []
         for extension in self.extensions:
             hook = _hook(type(extension), name)
@@ -100,4 +110,12 @@ class CachedHooksRunner(SchemaExtensionsRunner):
                 return None
             if hook is not None:
                 hooks.append((hook, extension))
-        return _Stage(hooks)  # type: ignore[arg-type]
+        return _Stage(hooks) if hooks else _NO_HOOKS  # type: ignore[arg-type]
+
+
+def _left(*_: object) -> None:
+    """A stage not entered has nothing to leave."""
+
+
+# `with` and `async with` both work on it, and it keeps no state: one serves every request.
+_NO_HOOKS = contextlib.nullcontext()
