@@ -10,14 +10,17 @@ machine's) to its arrival at the client, so it includes the write itself.
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import multiprocessing
 import random
 import resource
 import statistics
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import TypeVar
 from urllib.parse import urlsplit
 
 import jwt
@@ -27,6 +30,7 @@ import websockets
 SUBSCRIPTION = "subscription { taskEvents { cursor recordedAt } }"
 CREATE_BODY = b'{"title": "live bench"}'
 CONNECT_AT_ONCE = 100
+Opened = TypeVar("Opened")
 
 
 @dataclass
@@ -67,20 +71,67 @@ async def subscriber(url: str, bearer: str) -> websockets.ClientConnection:
 
 async def open_all(url: str, bearers: list[str]) -> tuple[list[websockets.ClientConnection], int]:
     """Subscribers for every token, CONNECT_AT_ONCE at a time; and how many failed."""
-    opened: list[websockets.ClientConnection] = []
+    return await _open_gated([functools.partial(subscriber, url, bearer) for bearer in bearers])
+
+
+async def _open_gated(openers: list[Callable[[], Awaitable[Opened]]]) -> tuple[list[Opened], int]:
+    """What each opener opens, CONNECT_AT_ONCE at a time; and how many failed."""
+    opened: list[Opened] = []
     errors = 0
     gate = asyncio.Semaphore(CONNECT_AT_ONCE)
 
-    async def one(bearer: str) -> None:
+    async def one(opener: Callable[[], Awaitable[Opened]]) -> None:
         nonlocal errors
         async with gate:
             try:
-                opened.append(await subscriber(url, bearer))
+                opened.append(await opener())
             except Exception:
                 errors += 1
 
-    await asyncio.gather(*(one(b) for b in bearers))
+    await asyncio.gather(*(one(opener) for opener in openers))
     return opened, errors
+
+
+class EventStream:
+    """An idle event stream (SSE) whose response has begun: a socket and nothing else, so that
+    10,000 of them cost the client little. `closed` says whether the server has ended it."""
+
+    def __init__(self, writer: asyncio.StreamWriter) -> None:
+        self._writer = writer
+
+    @property
+    def closed(self) -> bool:
+        return self._writer.transport.is_closing()
+
+    async def close(self) -> None:
+        self._writer.close()
+
+
+async def event_stream(port: int, request: bytes) -> EventStream:
+    """Sends `request` and waits for a 200 status line."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(request)
+    status = await asyncio.wait_for(reader.readline(), 60)
+    if b" 200 " not in status:
+        writer.close()
+        raise RuntimeError(f"not a stream: {status!r}")
+    return EventStream(writer)
+
+
+def stream_request(transport: str, bearer: str, user: str) -> bytes:
+    """The request that opens a stream of `transport` ("graphql-sse" or "rest-sse")."""
+    if transport == "graphql-sse":  # GraphQL over SSE, a connection per subscription
+        body = json.dumps({"query": SUBSCRIPTION}).encode()
+        head = (
+            f"POST /graphql HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {bearer}\r\n"
+            "Accept: text/event-stream\r\nContent-Type: application/json\r\n"
+            f"Content-Length: {len(body)}\r\n\r\n"
+        )
+        return head.encode() + body
+    return (
+        f"GET /api/{user}/tasks/events HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+        f"Authorization: Bearer {bearer}\r\nAccept: text/event-stream\r\n\r\n"
+    ).encode()
 
 
 async def _read(connection: websockets.ClientConnection, result: LiveResult) -> None:
@@ -274,20 +325,36 @@ def workers_rss_mb(server: psutil.Process) -> float:
     return total / 2**20
 
 
+# The transports an idle subscriber can use: graphql-transport-ws, GraphQL over SSE, and the
+# REST event stream.
+IDLE_TRANSPORTS = ("graphql-transport-ws", "graphql-sse", "rest-sse")
+
+
 async def idle(
-    name: str, ws_url: str, secret: str, server: psutil.Process, count: int
+    name: str, transport: str, port: int, secret: str, server: psutil.Process, count: int
 ) -> LiveResult:
-    """`count` subscribers, one user each, connected and idle: errors and memory each."""
+    """`count` subscribers over `transport`, one user each, connected and idle: errors and
+    memory each."""
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, min(hard, count * 2 + 1000)), hard))
     result = LiveResult(name, count, 0.0)
-    bearers = [token(secret, f"idle-{n}") for n in range(count)]
+    users = [f"idle-{n}" for n in range(count)]
     await asyncio.sleep(1)
     result.rss_before_mb = workers_rss_mb(server)
-    connections, result.errors = await open_all(ws_url, bearers)
-    await asyncio.sleep(5)  # idle, as connected clients mostly are
-    closed_early = sum(1 for c in connections if c.close_code is not None)
-    result.errors += closed_early
+    if transport == "graphql-transport-ws":
+        bearers = [token(secret, user) for user in users]
+        sockets, result.errors = await open_all(f"ws://127.0.0.1:{port}/graphql", bearers)
+        await asyncio.sleep(5)  # idle, as connected clients mostly are
+        result.errors += sum(1 for c in sockets if c.close_code is not None)
+        connections: list[websockets.ClientConnection | EventStream] = [*sockets]
+    else:
+        requests = [stream_request(transport, token(secret, user), user) for user in users]
+        streams, result.errors = await _open_gated(
+            [functools.partial(event_stream, port, request) for request in requests]
+        )
+        await asyncio.sleep(5)
+        result.errors += sum(1 for stream in streams if stream.closed)
+        connections = [*streams]
     result.rss_after_mb = workers_rss_mb(server)
     await asyncio.gather(*(c.close() for c in connections), return_exceptions=True)
     return result

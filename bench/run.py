@@ -23,8 +23,8 @@ import threading
 import time
 import urllib.parse
 import urllib.request
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -106,7 +106,11 @@ BROWSER_CONNECTIONS = 6
 LIVE_SCENARIOS = {
     "live: 1,000 subscribers, one per user, 200 writes/s": "many",
     "live: one user with 100 connections, 50 writes/s": "one",
-    "live: 10,000 idle subscribers": "idle",
+    # Each idle scenario on a server of its own, started for it: RSS that an earlier scenario
+    # grew and freed would otherwise be reused, and the difference would show too little.
+    "live: 10,000 idle subscribers": "graphql-transport-ws",
+    "live: 10,000 idle GraphQL-over-SSE streams": "graphql-sse",
+    "live: 10,000 idle REST event streams": "rest-sse",
 }
 # The floor implements list, create and toggle; the GraphQL scenarios compare with the
 # floor doing the same database work through its REST-shaped routes.
@@ -724,7 +728,12 @@ def main() -> int:
                 for name in LIVE_SCENARIOS
                 if not args.only or any(word in name for word in args.only)
             ]
-            live_results = asyncio.run(run_live(wanted, api_port, api, args)) if wanted else []
+            if wanted:
+
+                def fresh_api(port: int) -> AbstractContextManager[psutil.Process]:
+                    return server(api_cmd, {**env, **api_env, "PORT": str(port)}, port)
+
+                live_results = asyncio.run(run_live(wanted, api_port, api, fresh_api, args))
     if args.rounds > 0 and rows:
         print(report(rows, args) + ("\n" if soaked or cleared else ""))
     if cleared:
@@ -737,9 +746,14 @@ def main() -> int:
 
 
 async def run_live(
-    names: list[str], port: int, api: psutil.Process, args: argparse.Namespace
+    names: list[str],
+    port: int,
+    api: psutil.Process,
+    fresh_api: Callable[[int], AbstractContextManager[psutil.Process]],
+    args: argparse.Namespace,
 ) -> list[live.LiveResult]:
-    """The live-update scenarios, one after another, against the running API."""
+    """The live-update scenarios, one after another: deliveries against the running API, each
+    idle scenario against a fresh one (`fresh_api(port)` starts it)."""
     base, ws_url = f"http://127.0.0.1:{port}", f"ws://127.0.0.1:{port}/graphql"
     results = []
     for name in names:
@@ -755,7 +769,9 @@ async def run_live(
                 name, ws_url, base, SECRET, ["live-one"], 100, 50, args.live_seconds
             )
         else:
-            result = await live.idle(name, ws_url, SECRET, api, 10_000)
+            idle_port = free_port()
+            with fresh_api(idle_port) as idle_api:
+                result = await live.idle(name, kind, idle_port, SECRET, idle_api, 10_000)
         results.append(result)
     return results
 
