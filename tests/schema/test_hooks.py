@@ -44,21 +44,8 @@ class Noting(SchemaExtension):
         yield from self._note("executing")
 
 
-class Swallowing(SchemaExtension):
-    """Catches what its stage raises: Strawberry raises it all the same."""
-
-    def __init__(self, log: list[str]) -> None:
-        self.log = log
-
-    def on_execute(self) -> Iterator[None]:
-        try:
-            yield
-        except Exception as error:
-            self.log.append(f"swallowed {error}")
-
-
 class NotingSwallower(Noting):
-    """Notes, and catches what its execution stage raises (alone, it is its stage's one hook)."""
+    """Notes, and catches what its execution stage raises: Strawberry raises it all the same."""
 
     def on_execute(self) -> Iterator[None]:
         self.log.append(f"{self.name} enters executing")
@@ -126,7 +113,11 @@ async def _drive(
 
 EXTENSION_SETS = {
     "generators": lambda log: [Noting("a", log), Noting("b", log)],
-    "one that swallows": lambda log: [Noting("a", log), Swallowing(log), Noting("b", log)],
+    "one that swallows": lambda log: [
+        Noting("a", log),
+        NotingSwallower("s", log),
+        Noting("b", log),
+    ],
     "an async hook": lambda log: [Noting("a", log), AsyncNoting(log), Noting("b", log)],
     "a plain hook": lambda log: [PlainNoting(log), Noting("a", log)],
     # One hook per stage: entered without an exit stack.
