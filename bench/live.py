@@ -94,14 +94,15 @@ async def _open_gated(openers: list[Callable[[], Awaitable[Opened]]]) -> tuple[l
 
 class EventStream:
     """An idle event stream (SSE) whose response has begun: a socket and nothing else, so that
-    10,000 of them cost the client little. `closed` says whether the server has ended it."""
+    10,000 of them cost the client little. Like a WebSocket client's, `close_code` is None
+    while the stream is open."""
 
     def __init__(self, writer: asyncio.StreamWriter) -> None:
         self._writer = writer
 
     @property
-    def closed(self) -> bool:
-        return self._writer.transport.is_closing()
+    def close_code(self) -> int | None:
+        return 1000 if self._writer.transport.is_closing() else None
 
     async def close(self) -> None:
         self._writer.close()
@@ -325,11 +326,6 @@ def workers_rss_mb(server: psutil.Process) -> float:
     return total / 2**20
 
 
-# The transports an idle subscriber can use: graphql-transport-ws, GraphQL over SSE, and the
-# REST event stream.
-IDLE_TRANSPORTS = ("graphql-transport-ws", "graphql-sse", "rest-sse")
-
-
 async def idle(
     name: str, transport: str, port: int, secret: str, server: psutil.Process, count: int
 ) -> LiveResult:
@@ -341,20 +337,17 @@ async def idle(
     users = [f"idle-{n}" for n in range(count)]
     await asyncio.sleep(1)
     result.rss_before_mb = workers_rss_mb(server)
+    connections: list[websockets.ClientConnection] | list[EventStream]
     if transport == "graphql-transport-ws":
         bearers = [token(secret, user) for user in users]
-        sockets, result.errors = await open_all(f"ws://127.0.0.1:{port}/graphql", bearers)
-        await asyncio.sleep(5)  # idle, as connected clients mostly are
-        result.errors += sum(1 for c in sockets if c.close_code is not None)
-        connections: list[websockets.ClientConnection | EventStream] = [*sockets]
-    else:
+        connections, result.errors = await open_all(f"ws://127.0.0.1:{port}/graphql", bearers)
+    else:  # "graphql-sse" or "rest-sse"
         requests = [stream_request(transport, token(secret, user), user) for user in users]
-        streams, result.errors = await _open_gated(
+        connections, result.errors = await _open_gated(
             [functools.partial(event_stream, port, request) for request in requests]
         )
-        await asyncio.sleep(5)
-        result.errors += sum(1 for stream in streams if stream.closed)
-        connections = [*streams]
+    await asyncio.sleep(5)  # idle, as connected clients mostly are
+    result.errors += sum(1 for c in connections if c.close_code is not None)
     result.rss_after_mb = workers_rss_mb(server)
     await asyncio.gather(*(c.close() for c in connections), return_exceptions=True)
     return result
