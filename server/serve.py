@@ -13,6 +13,7 @@ from uvicorn.config import STARTUP_FAILURE
 
 from server import metrics, workers
 from server.drain import DrainingServer
+from server.websocket import LeanWebSocketProtocol
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,6 +32,15 @@ class ServeConfig:
     shutdown_grace: float = 20.0
 
 
+# How uvicorn serves WebSockets (tests serve the app with the same).
+WEBSOCKET_OPTIONS: dict[str, Any] = {
+    # Task events are small JSON messages: compressing each saves little, and the zlib
+    # state per WebSocket (tens of KB) would be most of what an idle subscriber costs.
+    "ws_per_message_deflate": False,
+    "ws": LeanWebSocketProtocol,
+}
+
+
 def serve(app_factory: str, config: ServeConfig) -> int:
     """Run the app made by `app_factory` ("module:function") until SIGTERM; the exit status."""
     if config.multiprocess_dir is not None:
@@ -44,9 +54,7 @@ def serve(app_factory: str, config: ServeConfig) -> int:
         "forwarded_allow_ips": config.forwarded_allow_ips,
         # In-flight requests (and open event streams) get this long after SIGTERM.
         "timeout_graceful_shutdown": workers.drain_seconds(config.shutdown_grace),
-        # Task events are small JSON messages: compressing each saves little, and the zlib
-        # state per WebSocket (tens of KB) would be most of what an idle subscriber costs.
-        "ws_per_message_deflate": False,
+        **WEBSOCKET_OPTIONS,
     }
     if config.workers > 1 and workers.supported():
         supervision = workers.Supervision(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 import httpx
 import pytest
@@ -14,7 +15,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from starlette.websockets import WebSocket
 
 from server.application import Application
-from tests.support.live import served
+from tests.support.live import awaiting, served
 
 
 class Recording:
@@ -30,8 +31,19 @@ class Recording:
         await self.app(scope, receive, send)
 
 
+# The coroutines the echo endpoint's task is in while it waits for the client's message.
+awaited: list[str] = []
+
+
+def note_awaited(task: asyncio.Task[Any]) -> None:
+    awaited[:] = awaiting(task)
+
+
 async def echo(websocket: WebSocket) -> None:
     await websocket.accept()
+    task = asyncio.current_task()
+    assert task is not None
+    asyncio.get_running_loop().call_soon(note_awaited, task)
     await websocket.send_text(f"echo {await websocket.receive_text()}")
     await websocket.close()
 
@@ -59,6 +71,20 @@ def test_a_websocket_reaches_its_route_without_the_middleware() -> None:
 
         assert asyncio.run(talk()) == "echo hi"
     assert seen == ["http /hello"]
+
+
+def test_the_layers_that_route_a_websocket_keep_no_frame_while_it_is_open() -> None:
+    with served(recorded_app([])) as url:
+
+        async def talk() -> None:
+            async with websockets.connect(url.replace("http", "ws") + "/echo") as socket:
+                await socket.send("hi")
+                await socket.recv()
+
+        asyncio.run(talk())
+    assert "Starlette.__call__" in awaited  # the walk itself works
+    assert "_WebSocketsDirect.__call__" not in awaited
+    assert "WebSocketRoute.handle" not in awaited
 
 
 def test_a_websocket_to_no_websocket_route_goes_through_the_middleware_and_is_refused() -> None:
