@@ -10,11 +10,13 @@ its own position and fills any gap from the database (resolvers/streams.py).
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
+import math
 import time
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
 from db import events as event_queries
 from db.engine import Database, DatabaseConfig
@@ -65,7 +67,9 @@ class _Channel:
 
     owner_id: str
     key: str
-    streams: set[EventStream] = field(default_factory=set)
+    # Lists, not sets: usually one item, and an idle subscriber pays for each container (a
+    # set of one is 216 bytes, a list 88).
+    streams: list[EventStream] = field(default_factory=list)
     # Last position pushed; None until the first stream has read the head.
     position: int | None = None
     reading: bool = False
@@ -92,7 +96,7 @@ class EventHub:
         )
         self._wakeups = WakeUps(self._listener.notify, delay_seconds=config.notify_delay_seconds)
         self._channels: dict[str, _Channel] = {}
-        self._owners_by_key: dict[str, set[str]] = {}
+        self._owners_by_key: dict[str, list[str]] = {}
         self._connections: dict[str, int] = {}
         self._reads = asyncio.Semaphore(config.concurrent_reads)
         self._tasks: set[asyncio.Task[None]] = set()
@@ -194,7 +198,7 @@ class EventHub:
             expires_at=principal.expires_at,
             max_backlog=self.config.max_backlog,
             on_delivered=self._delivered,
-            on_close=lambda closed: self._leave(connection, closed),
+            on_close=functools.partial(self._leave, connection),
             after=position,
         )
         channel = self._join(stream)
@@ -218,22 +222,26 @@ class EventHub:
         if channel is None:
             channel = _Channel(owner_id, owner_key(owner_id))
             self._channels[owner_id] = channel
-            self._owners_by_key.setdefault(channel.key, set()).add(owner_id)
-        channel.streams.add(stream)
+            owners = self._owners_by_key.get(channel.key)
+            if owners is None:
+                self._owners_by_key[channel.key] = [owner_id]
+            else:
+                owners.append(owner_id)
+        channel.streams.append(stream)
         self._streams += 1
         if self._metrics is not None:
             self._metrics.subscribers(1)
         return channel
 
     def _leave(self, connection: LiveConnection, stream: EventStream) -> None:
-        connection.streams.discard(stream)
+        _discard(connection.streams, stream)
         channel = self._channels.get(stream.owner_id)
         if channel is not None:
-            channel.streams.discard(stream)
+            _discard(channel.streams, stream)
             if not channel.streams:
                 del self._channels[stream.owner_id]
                 owners = self._owners_by_key[channel.key]
-                owners.discard(stream.owner_id)
+                _discard(owners, stream.owner_id)
                 if not owners:
                     del self._owners_by_key[channel.key]
         self._streams -= 1
@@ -322,15 +330,40 @@ class EventHub:
 
 
 class LiveConnection:
-    """One client connection's live streams (a WebSocket, or one SSE response)."""
+    """One client connection's live streams (a WebSocket, or one SSE response), which end
+    when its token expires."""
 
     def __init__(self, hub: EventHub, principal: Principal) -> None:
         self.principal = principal
-        self.streams: set[EventStream] = set()
+        self.streams: list[EventStream] = []  # a list: see _Channel.streams
+        # Called once the token has expired and the streams have ended (the WebSocket door
+        # then closes its socket, subscriptions or not).
+        self.on_expired: Callable[[], object] | None = None
         # Subscriptions being opened, which count towards the limit already.
         self._opening = 0
         self._hub = hub
         self._closed = False
+        # One timer for the connection rather than one in each waiting stream: an idle
+        # subscriber then waits on nothing but its future (bench/idle_memory.py).
+        self._expiry: asyncio.TimerHandle | None = None
+        self._expire_later()
+
+    def _expire_later(self) -> None:
+        expires_at = self.principal.expires_at
+        if not math.isinf(expires_at):
+            delay = max(0.0, expires_at - time.time())
+            self._expiry = asyncio.get_running_loop().call_later(delay, self._expire)
+
+    def _expire(self) -> None:
+        self._expiry = None
+        if time.time() < self.principal.expires_at:
+            # The loop's clock ran ahead of the wall clock that `exp` is read on.
+            self._expire_later()
+            return
+        for stream in list(self.streams):
+            stream.end(TokenExpired("The token has expired", cursor=stream.cursor))
+        if self.on_expired is not None:
+            self.on_expired()
 
     async def subscribe(self, *, after: str | None) -> EventStream:
         """The viewer's task events after the cursor `after` (None: from now on).
@@ -346,7 +379,7 @@ class LiveConnection:
             stream = await self._hub.open_stream(self, after)
         finally:
             self._opening -= 1
-        self.streams.add(stream)
+        self.streams.append(stream)
         return stream
 
     def close(self) -> None:
@@ -354,6 +387,15 @@ class LiveConnection:
         if self._closed:
             return
         self._closed = True
+        if self._expiry is not None:
+            self._expiry.cancel()
+            self._expiry = None
         for stream in list(self.streams):
             stream.close()
         self._hub.release(self.principal.user_id)
+
+
+def _discard(items: list[Any], item: object) -> None:
+    """Remove `item` from `items` if it is there."""
+    if item in items:
+        items.remove(item)

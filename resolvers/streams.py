@@ -17,7 +17,7 @@ import math
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Protocol
+from typing import Protocol, cast
 
 from db.errors import DatabaseUnavailable
 from resolvers.errors import SlowConsumer, StreamEnded, TokenExpired
@@ -59,6 +59,8 @@ class EventStream:
     ) -> None:
         self.owner_id = owner_id
         self._source = source
+        # Checked before each wait: a stream opened as the token expired ends at once; one
+        # that waits is ended by its connection's timer (resolvers/live.py).
         self._expires_at = expires_at
         self._max_backlog = max_backlog
         self._on_delivered = on_delivered
@@ -164,10 +166,10 @@ class EventStream:
     def __aiter__(self) -> EventStream:
         return self
 
-    async def __anext__(self) -> TaskEvent:
-        event = await self.next()
-        assert event is not None
-        return event
+    def __anext__(self) -> Awaitable[TaskEvent]:
+        # next()'s own coroutine rather than one awaiting it: an idle subscriber keeps one
+        # suspended frame less. Without a limit to its wait, next() returns an event or raises.
+        return cast(Awaitable[TaskEvent], self.next())
 
     async def next(self, *, idle_seconds: float | None = None) -> TaskEvent | None:
         """The next event; None when none came for `idle_seconds`. Raises StreamEnded."""
@@ -193,12 +195,12 @@ class EventStream:
                 return None
 
     def _next_wait(self, idle_until: float) -> float:
-        """Seconds until the token expires, the reader's patience ends or a read is due."""
-        now = time.monotonic()
-        limits = [self._expires_at - time.time(), idle_until - now]
+        """Seconds until the reader's patience ends or a read is due (the token's expiry
+        ends the stream from its connection: resolvers/live.py)."""
+        limit = idle_until
         if self._behind:
-            limits.append(self._retry_at - now)
-        return max(0.0, min(limits))
+            limit = min(limit, self._retry_at)
+        return max(0.0, limit - time.monotonic())
 
     async def _wait(self, seconds: float) -> None:
         """Wait for a push or an end, `seconds` at most."""

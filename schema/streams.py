@@ -10,13 +10,12 @@ verified as for any request: the `Authorization` header of an SSE request, or th
 from __future__ import annotations
 
 import asyncio
-import math
-import time
+import functools
 import uuid
-from collections.abc import Collection, Iterable, Mapping
+from collections.abc import Awaitable, Collection, Coroutine, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import cast
+from typing import Any, cast
 
 from cross_web import HTTPException
 from starlette.requests import Request
@@ -28,6 +27,10 @@ from strawberry.http.streaming import SSETransport
 from strawberry.http.websocket_origin import normalize_allowed_origins
 from strawberry.schema import BaseSchema
 from strawberry.subscriptions import GRAPHQL_SSE_PROTOCOL, GRAPHQL_TRANSPORT_WS_PROTOCOL
+from strawberry.subscriptions.protocols.graphql_transport_ws.handlers import (
+    BaseGraphQLTransportWSHandler,
+)
+from strawberry.subscriptions.protocols.graphql_transport_ws.types import ConnectionInitMessage
 from strawberry.types.graphql import OperationType
 from strawberry.types.unset import UNSET, UnsetType
 
@@ -64,10 +67,23 @@ class _SubscriptionsOverSSE(SSETransport):
         return (OperationType.SUBSCRIPTION,)
 
 
+class _TransportWSHandler(BaseGraphQLTransportWSHandler[StreamContext, None]):
+    """Strawberry's graphql-transport-ws handler, letting go of its connection_init timer
+    once the connection is initialised."""
+
+    async def handle_connection_init(self, message: ConnectionInitMessage) -> None:
+        await super().handle_connection_init(message)
+        # Strawberry cancels the timer's task here but keeps it, and with it the cancellation's
+        # exception, traceback and frames, for the socket's life: 1.5 KB of every idle
+        # subscriber (bench/idle_memory.py). Only its shutdown reads it, to cancel it again.
+        self.connection_init_timeout_task = None
+
+
 class StreamingGraphQL(GraphQL[StreamContext, None]):
     """Strawberry's ASGI view, serving subscriptions to authenticated viewers."""
 
     websocket_adapter_class = ClosingSocket
+    graphql_transport_ws_handler_class = _TransportWSHandler
 
     def __init__(
         self,
@@ -94,17 +110,18 @@ class StreamingGraphQL(GraphQL[StreamContext, None]):
 
         self.stream_transport_classes_by_protocol = {GRAPHQL_SSE_PROTOCOL: Transport}
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+    # Not awaited here but returned: a stream's call lasts as long as its connection, and a
+    # frame that only forwards would stay suspended that long (server/application.py).
+    def __call__(self, scope: Scope, receive: Receive, send: Send) -> Coroutine[Any, Any, None]:
         if scope["type"] == "websocket":
-            await self._serve_websocket(WebSocket(scope, receive, send))
-        else:
-            await self._serve_events(Request(scope, receive), send)
+            return self._serve_websocket(WebSocket(scope, receive, send))
+        return self._serve_events(Request(scope, receive), send)
 
     async def _serve_websocket(self, websocket: WebSocket) -> None:
         context = StreamContext(
             request_id=uuid.uuid4().hex,
             factory=websocket.state.context_factory,
-            close=lambda code, reason: websocket.close(code, reason),
+            close=websocket.close,
         )
         try:
             await self.run(websocket, context=context)
@@ -120,6 +137,8 @@ class StreamingGraphQL(GraphQL[StreamContext, None]):
         assert context.factory is not None
         assert context.close is not None
         authorization = _authorization(context.connection_params or {})
+        # Read once: the token need not stay in memory for the socket's life.
+        context.connection_params = None
         try:
             request_context = await context.factory(
                 authorization=authorization, request_id=context.request_id
@@ -128,7 +147,7 @@ class StreamingGraphQL(GraphQL[StreamContext, None]):
         except AppError as error:
             await context.close(*close_for(error))
         else:
-            context.expiry = _close_at_expiry(context, context.live.principal.expires_at)
+            context.live.on_expired = functools.partial(_close_soon, context)
         return cast(UnsetType, UNSET)  # acknowledged, with no payload
 
     async def _serve_events(self, request: Request, send: Send) -> None:
@@ -155,13 +174,12 @@ class StreamingGraphQL(GraphQL[StreamContext, None]):
             live.close()
 
 
-def _close_at_expiry(context: StreamContext, expires_at: float) -> asyncio.TimerHandle | None:
-    """A timer that closes the socket 4403 once its token has expired (none without `exp`)."""
-    if math.isinf(expires_at):
-        return None
-    delay = max(0.0, expires_at - time.time()) + EXPIRED_CONNECTION_GRACE_SECONDS
-    # A module function and its argument rather than a closure: every idle socket has one.
-    return asyncio.get_running_loop().call_later(delay, _close_expired, context)
+def _close_soon(context: StreamContext) -> None:
+    """The token has expired and its subscriptions have ended, each closing the socket with
+    its cursor: close it 4403 a little later if none did (a socket without subscriptions)."""
+    context.expiry = asyncio.get_running_loop().call_later(
+        EXPIRED_CONNECTION_GRACE_SECONDS, _close_expired, context
+    )
 
 
 def _close_expired(context: StreamContext) -> None:
@@ -193,9 +211,9 @@ class _Dispatch:
     endpoint: GraphQLEndpoint
     streams: StreamingGraphQL
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+    def __call__(self, scope: Scope, receive: Receive, send: Send) -> Awaitable[None]:
         handler = self.streams if _accepts_event_stream(scope) else self.endpoint
-        await handler(scope, receive, send)
+        return handler(scope, receive, send)
 
 
 def routes(endpoint: GraphQLEndpoint, streams: StreamingGraphQL) -> list[BaseRoute]:

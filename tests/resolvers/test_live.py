@@ -247,7 +247,8 @@ async def test_a_stream_ends_within_a_second_of_its_tokens_expiry(hubs: Hub) -> 
     expires_at = time.time() + 1.0
     async with subscribed(hub, user, expires_at=expires_at) as stream:
         with pytest.raises(TokenExpired) as expired:
-            await stream.next(idle_seconds=None)
+            # Waiting with no limit of its own: the connection's expiry must end it.
+            await asyncio.wait_for(stream.next(idle_seconds=None), 5)
     assert expires_at <= time.time() < expires_at + 1.0
     assert expired.value.code == "TOKEN_EXPIRED"
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import json
 import time
 from collections.abc import AsyncIterator, Iterator
@@ -13,10 +14,13 @@ from typing import Any
 import httpx
 import pytest
 import websockets
+from strawberry.subscriptions.protocols.graphql_transport_ws.handlers import (
+    BaseGraphQLTransportWSHandler,
+)
 from websockets.exceptions import ConnectionClosed
 
 from tests.support.app import make_settings
-from tests.support.live import live_server
+from tests.support.live import awaiting, eventually, live_server
 from tests.support.streams import (
     SUBSCRIPTION_TEXT,
     bearer,
@@ -121,6 +125,43 @@ async def test_connection_init_without_a_valid_token_is_closed_4403(
         code, reason = await _closed(socket)
     assert code == 4403
     assert reason
+
+
+async def test_an_acknowledged_socket_keeps_neither_its_token_nor_its_init_timer(
+    base_url: str,
+) -> None:
+    async with await _open(base_url) as socket:
+        assert (await _init(socket, hs256_token(new_user())))["type"] == "connection_ack"
+        # The server notes the acknowledgement right after sending it.
+        await eventually(_acknowledged_handlers)
+        for handler in _acknowledged_handlers():
+            assert handler.connection_init_timeout_task is None
+            assert handler.context.connection_params is None
+
+
+async def test_an_open_socket_keeps_no_frame_that_only_forwards_it(base_url: str) -> None:
+    async with await _open(base_url) as socket:
+        assert (await _init(socket, hs256_token(new_user())))["type"] == "connection_ack"
+        chains = [
+            chain
+            for task in gc.get_objects()
+            if issubclass(type(task), asyncio.Task)
+            and "StreamingGraphQL._serve_websocket" in (chain := awaiting(task))
+        ]
+    assert chains
+    for chain in chains:
+        assert "StreamingGraphQL.__call__" not in chain
+
+
+def _acknowledged_handlers() -> list[BaseGraphQLTransportWSHandler[Any, Any]]:
+    """The server's graphql-transport-ws handlers of acknowledged connections."""
+    return [
+        handler
+        for handler in gc.get_objects()
+        # By type, not isinstance: a weak proxy to a dead object would raise.
+        if issubclass(type(handler), BaseGraphQLTransportWSHandler)
+        and handler.connection_acknowledged
+    ]
 
 
 def _payload(token: str | None) -> dict[str, str]:
