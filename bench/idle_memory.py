@@ -1,10 +1,11 @@
 """Where an idle subscriber's memory goes: the Python heap of one worker, per package.
 
-Usage: python bench/idle_memory.py [--subscribers 1000]
+Usage: python bench/idle_memory.py [--subscribers 1000] [--transport graphql-sse|rest-sse]
 
 Runs `main.py serve` with one worker in a child process with `tracemalloc` on, opens the
-subscribers of bench/live.py (one user each, acknowledged and subscribed over
-graphql-transport-ws) from this process, and compares the worker's heap before and after.
+subscribers of bench/live.py (one user each; by default acknowledged and subscribed over
+graphql-transport-ws, or event streams of GraphQL over SSE or of the REST route) from this
+process, and compares the worker's heap before and after.
 Each allocation counts for the innermost frame that belongs to a package or to this project
 (Python's own modules count for whoever called them). Uses DATABASE_URL or the embedded
 server, like bench/run.py.
@@ -106,6 +107,11 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--subscribers", type=int, default=1000)
     parser.add_argument(
+        "--transport",
+        choices=["graphql-transport-ws", "graphql-sse", "rest-sse"],
+        default="graphql-transport-ws",
+    )
+    parser.add_argument(
         "--lines", type=int, default=0, help="also list this many allocation sites (file:line)"
     )
     args = parser.parse_args()
@@ -125,10 +131,9 @@ def main() -> int:
         command = [sys.executable, "-c", WORKER, str(before_path), str(after_path)]
         with bench.server(command, env, port) as worker:
             before = snapshot(worker, before_path)
-            bearers = [live.token(bench.SECRET, f"idle-{n}") for n in range(args.subscribers)]
-            ws_url = f"ws://127.0.0.1:{port}/graphql"
+            users = [f"idle-{n}" for n in range(args.subscribers)]
             connections, errors, after = asyncio.run(
-                _with_subscribers(ws_url, bearers, lambda: snapshot(worker, after_path))
+                _with_subscribers(args.transport, port, users, lambda: snapshot(worker, after_path))
             )
     sizes: collections.Counter[str] = collections.Counter()
     sites: collections.Counter[str] = collections.Counter()
@@ -158,11 +163,11 @@ def _removed_afterwards(directory: Path) -> Iterator[None]:
 
 
 async def _with_subscribers(
-    ws_url: str, bearers: list[str], measure: Callable[[], tracemalloc.Snapshot]
+    transport: str, port: int, users: list[str], measure: Callable[[], tracemalloc.Snapshot]
 ) -> tuple[int, int, tracemalloc.Snapshot]:
     """Open the subscribers, let them idle, and take `measure` while they are open (in a
     thread, so that this loop goes on answering the server's pings)."""
-    opened, errors = await live.open_all(ws_url, bearers)
+    opened, errors = await live.open_idle(transport, port, bench.SECRET, users)
     await asyncio.sleep(2)
     measured = await asyncio.to_thread(measure)
     errors += sum(1 for connection in opened if connection.close_code is not None)

@@ -326,6 +326,20 @@ def workers_rss_mb(server: psutil.Process) -> float:
     return total / 2**20
 
 
+async def open_idle(
+    transport: str, port: int, secret: str, users: list[str]
+) -> tuple[list[websockets.ClientConnection] | list[EventStream], int]:
+    """A subscriber over `transport` for each user, open and idle; and how many failed."""
+    if transport == "graphql-transport-ws":
+        bearers = [token(secret, user) for user in users]
+        return await open_all(f"ws://127.0.0.1:{port}/graphql", bearers)
+    # "graphql-sse" or "rest-sse"
+    requests = [stream_request(transport, token(secret, user), user) for user in users]
+    return await _open_gated(
+        [functools.partial(event_stream, port, request) for request in requests]
+    )
+
+
 async def idle(
     name: str, transport: str, port: int, secret: str, server: psutil.Process, count: int
 ) -> LiveResult:
@@ -337,15 +351,7 @@ async def idle(
     users = [f"idle-{n}" for n in range(count)]
     await asyncio.sleep(1)
     result.rss_before_mb = workers_rss_mb(server)
-    connections: list[websockets.ClientConnection] | list[EventStream]
-    if transport == "graphql-transport-ws":
-        bearers = [token(secret, user) for user in users]
-        connections, result.errors = await open_all(f"ws://127.0.0.1:{port}/graphql", bearers)
-    else:  # "graphql-sse" or "rest-sse"
-        requests = [stream_request(transport, token(secret, user), user) for user in users]
-        connections, result.errors = await _open_gated(
-            [functools.partial(event_stream, port, request) for request in requests]
-        )
+    connections, result.errors = await open_idle(transport, port, secret, users)
     await asyncio.sleep(5)  # idle, as connected clients mostly are
     result.errors += sum(1 for c in connections if c.close_code is not None)
     result.rss_after_mb = workers_rss_mb(server)
