@@ -12,7 +12,8 @@ bench/README.md "Idle connections"). tests/server/test_websocket.py runs it unde
 
 What would let us delete it: uvicorn making that state lazy or dropping it after the
 handshake. The protocol class is a public option of `uvicorn.Config` (`ws`); this one swaps
-two attributes its parent's `__init__` sets and drops two its handshake sets. A uvicorn
+two attributes its parent's `__init__` sets and drops two its handshake sets, once the
+accepted connection's keepalive starts (uvicorn 0.50 to 0.54 alike). A uvicorn
 release that renames them would leave the service working on uvicorn's own state, and the
 test that looks for any queue, event or handshake left on an open connection failing.
 """
@@ -105,11 +106,12 @@ class LeanWebSocketProtocol(WebSocketsSansIOProtocol):
         self.queue = Inbox()  # type: ignore[assignment]
         self.writable = Gate()  # type: ignore[assignment]
 
-    async def send(self, message: Any) -> None:
-        await super().send(message)
-        if self.handshake_complete and hasattr(self, "response"):
-            # Sent: only the handshake's own code reads these, and it has run. websockets'
-            # parser keeps the request for the connection's life (a local of its generator),
-            # so its headers are emptied too; the app's scope has its own copy.
-            self.request.headers.clear()
-            del self.request, self.response
+    def start_keepalive(self) -> None:
+        # uvicorn calls this once, right after it has sent the accepting response: the
+        # handshake is done, and only its own code read the request and response. (Here
+        # rather than around `send`, which every message of the connection goes through.)
+        # websockets' parser keeps the request for the connection's life (a local of its
+        # generator), so its headers are emptied too; the app's scope has its own copy.
+        super().start_keepalive()
+        self.request.headers.clear()
+        del self.request, self.response
