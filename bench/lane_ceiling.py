@@ -1,0 +1,152 @@
+"""How much of a GraphQL list's CPU a faster executor could save at most: an upper bound.
+
+Usage: python bench/lane_ceiling.py [--rounds 150] [--repeats 3]
+
+Measures, in one process as bench/inprocess.py does (the real app over ASGI, its real
+database), the app CPU of a GraphQL list `tasks(first: 20)` as a multiple of a REST list's,
+three ways, alternated `--repeats` times:
+
+- `as built`: the app as it is;
+- `no executor`: graphql-core's execution, Strawberry's field wrapper and the reading of the
+  result are replaced, inside Strawberry's `schema.execute`, by a direct call of the same
+  operation (`resolvers.tasks.list_tasks`) and a dict made in one comprehension. Strawberry's
+  pipeline and every extension hook still run. No executor run through `schema.execute` can
+  cost less than this;
+- `no GraphQL layers`: the endpoint's call of `schema.execute` itself is replaced the same
+  way (the HTTP parsing, the context and the JSON response stay): what a lane that skipped
+  Strawberry's pipeline and graphql-core, running nothing else, would cost.
+
+The replacements serve this one document and ignore its text: they are measurements of an
+ideal, patched into this process only, never a way to serve requests. bench/README.md ("One
+GraphQL executor") says what the numbers mean for issue 12's target.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import statistics
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import inprocess
+import run as bench
+from graphql import ExecutionResult
+
+from resolvers import tasks as operations
+from resolvers.context import Context
+from resolvers.domain import DEFAULT_ORDER, NO_FILTER
+from resolvers.pagination import cursor_page
+from schema import execution, http
+
+VARIANTS = ("as built", "no executor", "no GraphQL layers")
+
+
+async def _list_data(context: Context) -> dict[str, Any]:
+    """The data of the benchmark's list document, read and written directly."""
+    page = await operations.list_tasks(
+        context,
+        filters=NO_FILTER,
+        order=DEFAULT_ORDER,
+        page=cursor_page(order=DEFAULT_ORDER, first=20, after=None, last=None, before=None),
+    )
+    text = execution.utc_datetime_text
+    nodes = [
+        {
+            "id": str(task.id),
+            "title": task.title,
+            "description": task.description,
+            "completed": task.completed,
+            "dueDate": None if task.due_date is None else text(task.due_date),
+            "createdAt": text(task.created_at),
+        }
+        for task in page.tasks
+    ]
+    return {"tasks": {"nodes": nodes}}
+
+
+class _DirectRun:
+    """Stands where graphql-core's executor would: `execute()` calls `execute_operation`."""
+
+    def __init__(self, context: Context) -> None:
+        self._context = context
+
+    async def execute_operation(self) -> ExecutionResult:
+        return ExecutionResult(await _list_data(self._context), None)
+
+
+def _no_executor(
+    cls: type[execution.ShortcutExecutor],
+    _schema: Any,
+    _document: Any,
+    _root: Any,
+    context: Any,
+    *_args: Any,
+    **_kwargs: Any,
+) -> _DirectRun:
+    return _DirectRun(context)
+
+
+async def _no_graphql_layers(
+    _endpoint: http.GraphQLEndpoint, _request: Any, _params: Any, context: Context, media: str
+) -> Any:
+    return http._response({"data": await _list_data(context)}, 200, media)
+
+
+@contextmanager
+def _patched(owner: type, name: str, value: Callable[..., Any]) -> Iterator[None]:
+    original = owner.__dict__[name]
+    setattr(owner, name, value)
+    try:
+        yield
+    finally:
+        setattr(owner, name, original)
+
+
+@contextmanager
+def variant(name: str) -> Iterator[None]:
+    if name == "no executor":
+        with _patched(execution.ShortcutExecutor, "build", classmethod(_no_executor)):
+            yield
+    elif name == "no GraphQL layers":
+        with _patched(http.GraphQLEndpoint, "_execute", _no_graphql_layers):
+            yield
+    else:
+        yield
+
+
+def cli() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=150)
+    parser.add_argument("--repeats", type=int, default=3)
+    args = parser.parse_args()
+    ratios: dict[str, list[float]] = {name: [] for name in VARIANTS}
+    with bench.database(args) as url:
+        for repeat in range(args.repeats):
+            for name in VARIANTS:
+                with variant(name):
+                    cpu = asyncio.run(
+                        inprocess.measure(url, ["rest_list", "graphql_list"], args.rounds)
+                    )
+                ratio = cpu["graphql_list"] / cpu["rest_list"]
+                ratios[name].append(ratio)
+                print(
+                    f"repeat {repeat + 1}, {name}: GraphQL list {cpu['graphql_list'] * 1e6:.0f} µs,"
+                    f" REST list {cpu['rest_list'] * 1e6:.0f} µs, {ratio:.3f}x",
+                    flush=True,
+                )
+    print("\n| GraphQL list / REST list, app CPU | each repeat | median |\n|---|---|---|")
+    for name in VARIANTS:
+        each = ", ".join(f"{ratio:.2f}" for ratio in ratios[name])
+        print(f"| {name} | {each} | {statistics.median(ratios[name]):.2f} |")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(cli())
