@@ -4,7 +4,7 @@ Usage: python bench/lane_ceiling.py [--rounds 150] [--repeats 3]
 
 Measures, in one process as bench/inprocess.py does (the real app over ASGI, its real
 database), the app CPU of a GraphQL list `tasks(first: 20)` as a multiple of a REST list's,
-three ways, alternated `--repeats` times:
+four ways, alternated `--repeats` times:
 
 - `as built`: the app as it is;
 - `prepared root`: what an executor that keeps per-document work could get on the happy
@@ -127,6 +127,7 @@ class _Prepared:
         assert root_type is not None
         self.executor = executor  # its fragments, variables and helpers, unchanged per run
         self.root_type = root_type
+        self.resolve = executor.strawberry_schema.config.default_resolver
         self.fields: list[tuple[str, GraphQLField, list[Any], dict[str, Any], Any, Any]] = []
         grouped = collect_fields(
             schema,
@@ -159,7 +160,6 @@ class _PreparedRun:
     async def execute_operation(self) -> ExecutionResult:
         prepared = self._prepared
         executor = prepared.executor
-        resolve = executor.strawberry_schema.config.default_resolver
         data: dict[str, Any] = {}
         for key, definition, nodes, arguments, path, reads in prepared.fields:
             info = GraphQLResolveInfo(
@@ -182,7 +182,7 @@ class _PreparedRun:
             result = definition.resolve(self._root_value, info, **arguments)
             if isawaitable(result):
                 result = await result
-            data[key] = execution._read(reads, result, resolve)
+            data[key] = execution._read(reads, result, prepared.resolve)
         return ExecutionResult(data, None)
 
 
