@@ -4,17 +4,9 @@ Usage: python bench/lane_ceiling.py [--rounds 150] [--repeats 3]
 
 Measures, in one process as bench/inprocess.py does (the real app over ASGI, its real
 database), the app CPU of a GraphQL list `tasks(first: 20)` as a multiple of a REST list's,
-four ways, alternated `--repeats` times:
+three ways, alternated `--repeats` times:
 
-- `as built`: the app as it is;
-- `prepared root`: what an executor that keeps per-document work could get on the happy
-  path. The first execution of a query document goes through graphql-core as built and keeps,
-  per root field, its definition, argument values and how the shortcut reads its result; the
-  next ones call each root field's resolver (Strawberry's wrapper, so argument conversion
-  and permissions stay Strawberry's) with a resolve info made directly, and read the result
-  in one call. It has no fallback (a resolver error or an unusual value would break it) and
-  its resolve infos carry the first execution's async helpers, so it measures, it does not
-  serve;
+- `as built`: the app as it is (a query run again is a prepared run, schema/prepared.py);
 - `no executor`: graphql-core's execution, Strawberry's field wrapper and the reading of the
   result are replaced, inside Strawberry's `schema.execute`, by a direct call of the same
   operation (`resolvers.tasks.list_tasks`) and a dict made in one comprehension. Strawberry's
@@ -37,7 +29,6 @@ import statistics
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from inspect import isawaitable
 from pathlib import Path
 from typing import Any
 
@@ -47,17 +38,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import inprocess
 import run as bench
 from graphql import (
-    DocumentNode,
     ExecutionResult,
-    GraphQLField,
-    GraphQLNonNull,
-    GraphQLObjectType,
-    GraphQLResolveInfo,
-    OperationType,
 )
-from graphql.execution.collect_fields import collect_fields
-from graphql.execution.values import get_argument_values
-from graphql.pyutils import Path as ResponsePath
 
 from resolvers import tasks as operations
 from resolvers.context import Context
@@ -65,7 +47,7 @@ from resolvers.domain import DEFAULT_ORDER, NO_FILTER
 from resolvers.pagination import cursor_page
 from schema import execution, http
 
-VARIANTS = ("as built", "prepared root", "no executor", "no GraphQL layers")
+VARIANTS = ("as built", "no executor", "no GraphQL layers")
 
 
 async def _list_data(context: Context) -> dict[str, Any]:
@@ -113,100 +95,6 @@ def _no_executor(
     return _DirectRun(context)
 
 
-# Per document: the document (so that its id is not reused) and what its root fields need.
-_PREPARED: dict[int, tuple[DocumentNode, _Prepared]] = {}
-_BUILD = execution.ShortcutExecutor.__dict__["build"].__func__
-
-
-class _Prepared:
-    """What every execution of one query document repeats: kept from its first execution."""
-
-    def __init__(self, executor: execution.ShortcutExecutor) -> None:
-        schema = executor.schema
-        root_type = schema.query_type
-        assert root_type is not None
-        self.executor = executor  # its fragments, variables and helpers, unchanged per run
-        self.root_type = root_type
-        self.resolve = executor.strawberry_schema.config.default_resolver
-        self.fields: list[tuple[str, GraphQLField, list[Any], dict[str, Any], Any, Any]] = []
-        grouped = collect_fields(
-            schema,
-            executor.fragments,
-            executor.variable_values,
-            root_type,
-            executor.operation,
-            False,
-        ).grouped_field_set
-        for key, details in grouped.items():
-            nodes = [detail.node for detail in details]
-            definition = root_type.fields[nodes[0].name.value]
-            output = definition.type
-            object_type = output.of_type if isinstance(output, GraphQLNonNull) else output
-            assert isinstance(object_type, GraphQLObjectType)
-            selection = executor.collect_subfields(object_type, details).grouped_field_set
-            reads = executor._selection_reads(object_type, selection)
-            assert reads is not None, "a root field the shortcut cannot read"
-            arguments = get_argument_values(definition, nodes[0], executor.variable_values)
-            path = ResponsePath(None, key, root_type.name)
-            self.fields.append((key, definition, nodes, arguments, path, reads))
-
-
-class _PreparedRun:
-    def __init__(self, prepared: _Prepared, root_value: Any, context: Any) -> None:
-        self._prepared = prepared
-        self._root_value = root_value
-        self._context = context
-
-    async def execute_operation(self) -> ExecutionResult:
-        prepared = self._prepared
-        executor = prepared.executor
-        data: dict[str, Any] = {}
-        for key, definition, nodes, arguments, path, reads in prepared.fields:
-            info = GraphQLResolveInfo(
-                key,
-                nodes,
-                definition.type,
-                prepared.root_type,
-                path,
-                executor.schema,
-                executor.fragment_definitions,
-                self._root_value,
-                executor.operation,
-                executor.variable_values,
-                self._context,
-                isawaitable,
-                None,
-                executor.async_helpers,
-            )
-            assert definition.resolve is not None
-            result = definition.resolve(self._root_value, info, **arguments)
-            if isawaitable(result):
-                result = await result
-            data[key] = execution._read(reads, result, prepared.resolve)
-        return ExecutionResult(data, None)
-
-
-def _prepared_root(
-    cls: type[execution.ShortcutExecutor],
-    schema: Any,
-    document: DocumentNode,
-    root_value: Any,
-    context: Any,
-    *args: Any,
-    **kwargs: Any,
-) -> Any:
-    known = _PREPARED.get(id(document))
-    if known is not None and known[0] is document:
-        return _PreparedRun(known[1], root_value, context)
-    executor = _BUILD(cls, schema, document, root_value, context, *args, **kwargs)
-    query = isinstance(executor, execution.ShortcutExecutor) and (
-        executor.operation.operation is OperationType.QUERY
-    )
-    if query:
-        _PREPARED[id(document)] = (document, _Prepared(executor))
-    return executor
-
-
 async def _no_graphql_layers(
     _endpoint: http.GraphQLEndpoint, _request: Any, _params: Any, context: Context, media: str
 ) -> Any:
@@ -225,11 +113,7 @@ def _patched(owner: type, name: str, value: Callable[..., Any]) -> Iterator[None
 
 @contextmanager
 def variant(name: str) -> Iterator[None]:
-    if name == "prepared root":
-        _PREPARED.clear()
-        with _patched(execution.ShortcutExecutor, "build", classmethod(_prepared_root)):
-            yield
-    elif name == "no executor":
+    if name == "no executor":
         with _patched(execution.ShortcutExecutor, "build", classmethod(_no_executor)):
             yield
     elif name == "no GraphQL layers":
