@@ -59,6 +59,7 @@ if TYPE_CHECKING:
 _SIGNATURE = inspect.signature(Executor.build).parameters.items()
 BUILD_PARAMETERS = [name for name, p in _SIGNATURE if p.kind is p.POSITIONAL_OR_KEYWORD]
 _BUILD_NAMES = {name for name, p in _SIGNATURE if p.kind is not p.VAR_KEYWORD}
+_MAX_COERCION_ERRORS = inspect.signature(Executor.build).parameters["max_coercion_errors"].default
 # Arguments a prepared run leaves to graphql-core's executor whenever they are given.
 _UNPREPARED_WHEN_GIVEN = (
     "field_resolver",
@@ -110,15 +111,15 @@ class PreparedQueries:
         entry = self._queries.get((id(document), named.get("operation_name")))
         if entry is None or entry[0] is not document or entry[1] is None:
             return None
-        if not _plain_request(named):
-            return None
         prepared = entry[1]
+        if prepared.executor_class is not executor_class or not _plain_request(named):
+            return None
         operation = prepared.operation
         variable_values = get_variable_values(
             named["schema"],
             operation.variable_definitions or (),
             named.get("raw_variable_values") or {},
-            max_errors=named.get("max_coercion_errors"),
+            max_errors=named.get("max_coercion_errors", _MAX_COERCION_ERRORS),
             hide_suggestions=executor_class.suggestions_hidden,
         )
         if isinstance(variable_values, list):
@@ -131,11 +132,14 @@ class PreparedQueries:
         return entry is not None and entry[0] is document
 
     def prepare(self, executor: ShortcutExecutor, named: dict[str, Any]) -> None:
-        """Keeps what every execution of this request's query repeats, or that it has none."""
+        """Keeps what every execution of this request's query repeats, or that it has none;
+        nothing for a request a prepared run would not serve."""
+        if not _plain_request(named):
+            return
         if len(self._queries) >= self._size:
             self._queries.clear()
         document = named["document"]
-        prepared = _prepared(executor, document) if _plain_request(named) else None
+        prepared = _prepared(executor, document)
         self._queries[(id(document), named.get("operation_name"))] = (document, prepared)
 
 
