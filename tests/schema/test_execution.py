@@ -27,7 +27,6 @@ import pytest
 import strawberry
 from graphql import (
     DocumentNode,
-    ExecutionResult,
     GraphQLObjectType,
     GraphQLResolveInfo,
     GraphQLString,
@@ -43,11 +42,9 @@ from strawberry.schema.schema import StrawberryGraphQLCoreExecutionContext
 import main
 from resolvers.events import TaskEvent as DomainTaskEvent
 from schema.build import build_schema
-from schema.documents import CachedDocuments, cached_parser, cached_validator
 from schema.execution import (
     SharedSelections,
     ShortcutExecutor,
-    executor_for,
     utc_datetime_text,
 )
 from schema.http import GraphQLEndpoint
@@ -55,6 +52,7 @@ from schema.prepared import PreparedRun
 from schema.subscription import as_graphql_event
 from tests.support.app import make_settings, running_app
 from tests.support.graphql import seed_tasks
+from tests.support.shortcut import Source, executed_twice, odd_schemas
 from tests.support.tokens import hs256_token
 
 BASE = datetime(2026, 3, 1, 12, tzinfo=UTC)
@@ -378,31 +376,9 @@ async def test_mutations_match_the_stock_executor(apps: Apps, data: st.DataObjec
 # --- what the shortcut hands back to graphql-core -------------------------------------------
 
 
-@strawberry.type
-class Row:
-    name: str
-    count: int
-    note: str | None
-    when: datetime | None
-
-
-@strawberry.type
-class Rows:
-    rows: list[Row]
-    first: Row | None
-
-
 class LaterDatetime(datetime):
     def isoformat(self, sep: str = "T", timespec: str = "auto") -> str:
         return "later"
-
-
-@dataclass
-class Source:
-    name: object = "a"
-    count: object = 1
-    note: object = None
-    when: object = None
 
 
 ROW = "name count note when __typename alias: name"
@@ -425,65 +401,6 @@ ODD_VALUES = {
     "a date where a datetime belongs": Source(when=date(2026, 12, 2)),
 }
 DATETIME_CASES = {name for name in ODD_VALUES if "date" in name}
-
-
-def odd_schemas(rows: list[Source]) -> tuple[strawberry.Schema, strawberry.Schema]:
-    def rows_of(info: strawberry.Info) -> Rows:
-        # A test may put any value in the list or the object (its context's "rows" and
-        # "first"), or make a root field fail (its response key in "fail").
-        given = info.context if isinstance(info.context, dict) else {}
-        if info.path.key in given.get("fail", ()):
-            raise ValueError(f"{info.path.key} failed")
-        first = given.get("first", rows[0] if rows else None)
-        return Rows(rows=given.get("rows", rows), first=first)
-
-    @strawberry.type
-    class Query:
-        @strawberry.field
-        def data(self, info: strawberry.Info) -> Rows:
-            return rows_of(info)
-
-        @strawberry.field
-        async def later(self, info: strawberry.Info, first: int | None = None) -> Rows | None:
-            # The same as `data`, awaited, nullable (null for a response key in "none") and
-            # with an argument: how many rows to give.
-            given = info.context if isinstance(info.context, dict) else {}
-            if info.path.key in given.get("none", ()):
-                return None
-            given_rows = rows_of(info)
-            return Rows(rows=given_rows.rows[:first], first=given_rows.first)
-
-    return with_shortcut(Query), strawberry.Schema(query=Query)
-
-
-def with_shortcut(query: type, *extensions: Any) -> strawberry.Schema:
-    """A schema run by the shortcut executor, with one document per query text as the app's
-    cached parser gives: the first execution of a query prepares the next ones."""
-    parse = cached_parser(max_bytes=100_000, max_tokens=2_000)
-    validate = cached_validator(
-        parse_document=parse, max_depth=10, max_aliases=10, introspection=True
-    )
-    schema = strawberry.Schema(
-        query=query,
-        extensions=[
-            lambda: CachedDocuments(parse_document=parse, validate_document=validate),
-            *extensions,
-        ],
-    )
-    schema.execution_context_class = executor_for(schema, hide_suggestions=False)
-    return schema
-
-
-async def executed_twice(
-    shortcut: strawberry.Schema, query: str, **options: Any
-) -> ExecutionResult:
-    """The second of two executions of `query`, checked to answer as the first did: the first
-    is graphql-core's, the second a prepared run wherever the query can be one."""
-    first = await shortcut.execute(query, **options)
-    second = await shortcut.execute(query, **options)
-    assert second.data == first.data
-    assert [e.formatted for e in second.errors or ()] == [e.formatted for e in first.errors or ()]
-    return second
 
 
 @pytest.mark.parametrize("odd", ODD_VALUES, ids=list(ODD_VALUES))
@@ -541,118 +458,6 @@ async def test_objects_the_shortcut_cannot_read_get_graphql_cores_answer(odd: st
     assert fast.data == reference.data
     assert [e.formatted for e in fast.errors or ()] == [e.formatted for e in reference.errors or ()]
     assert (fast.errors is None) == (odd in ("null", "a plain row"))
-
-
-# Root fields that fail or are null: the prepared run hands their outcomes to graphql-core.
-ROOT_OUTCOMES = {
-    "all read": ((), ()),
-    "a nullable root fails": (("a",), ()),
-    "two fail": (("a", "b"), ()),
-    "a nullable root is null": ((), ("b",)),
-    "one fails, one is null": (("b",), ("a",)),
-    "the non-null root fails": (("data",), ()),
-}
-
-
-@pytest.mark.parametrize("outcome", ROOT_OUTCOMES, ids=list(ROOT_OUTCOMES))
-async def test_root_fields_that_fail_or_are_null_get_graphql_cores_answer(outcome: str) -> None:
-    shortcut, stock = odd_schemas([Source(), Source(name="z")])
-    query = (
-        "{ a: later { first { name } } b: later { rows { name count } } data { first { name } } }"
-    )
-    fail, none = ROOT_OUTCOMES[outcome]
-    context = {"fail": fail, "none": none}
-    fast = await executed_twice(shortcut, query, context_value=context)
-    reference = await stock.execute(query, context_value=context)
-    assert fast.data == reference.data
-    assert [e.formatted for e in fast.errors or ()] == [e.formatted for e in reference.errors or ()]
-    assert len(fast.errors or ()) == len(fail)
-    assert (fast.data is None) == ("data" in fail)
-
-
-def _counting_prepared_runs(monkeypatch: pytest.MonkeyPatch) -> list[PreparedRun]:
-    runs: list[PreparedRun] = []
-    execute = PreparedRun.execute_operation
-
-    def counting(self: PreparedRun) -> Any:
-        runs.append(self)
-        return execute(self)
-
-    monkeypatch.setattr(PreparedRun, "execute_operation", counting)
-    return runs
-
-
-PREPARED = {
-    "a query": ("{ data { first { name } } }", {}),
-    "a query with variables": (
-        "query ($n: Int) { a: later(first: $n) { rows { name } } data { rows { count } } } ",
-        {"n": 1},
-    ),
-    "a named operation": ("query Named { data { first { name } } }", {}),
-    "fragments": (
-        "{ ...root } fragment root on Query { data { first { ... on Row { name } } } }",
-        {},
-    ),
-}
-NOT_PREPARED = {
-    "a directive": (
-        "query ($off: Boolean!) { data { first { name @skip(if: $off) } } }",
-        {"off": 1 > 2},
-    ),
-    "a scalar at the root": ("{ __typename data { first { name } } }", {}),
-}
-
-
-@pytest.mark.parametrize("name", [*PREPARED, *NOT_PREPARED])
-async def test_a_query_run_again_is_a_prepared_run_when_its_root_fields_are_read_objects(
-    monkeypatch: pytest.MonkeyPatch, name: str
-) -> None:
-    runs = _counting_prepared_runs(monkeypatch)
-    shortcut, stock = odd_schemas([Source(), Source(name="z")])
-    query, variables = {**PREPARED, **NOT_PREPARED}[name]
-    reference = await stock.execute(query, variable_values=variables)
-    for _ in range(3):
-        fast = await shortcut.execute(query, variable_values=variables)
-        assert fast.data == reference.data
-        assert fast.errors is None
-    assert len(runs) == (2 if name in PREPARED else 0)
-
-
-async def test_variables_a_prepared_run_cannot_coerce_get_graphql_cores_errors(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    runs = _counting_prepared_runs(monkeypatch)
-    shortcut, stock = odd_schemas([Source()])
-    query = "query ($n: Int!) { later(first: $n) { first { name } } }"
-    await shortcut.execute(query, variable_values={"n": 1})
-    for variables in ({"n": "many"}, {}, {"n": 2**40}):
-        fast = await shortcut.execute(query, variable_values=variables)
-        reference = await stock.execute(query, variable_values=variables)
-        assert fast.data is None
-        assert [e.formatted for e in fast.errors or ()] == [
-            e.formatted for e in reference.errors or ()
-        ]
-    assert runs == []  # build returned graphql-core's variable errors, as its own build does
-
-
-async def test_a_request_with_middleware_is_never_a_prepared_run(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    runs = _counting_prepared_runs(monkeypatch)
-    shortcut, _ = odd_schemas([Source()])
-    seen: list[str] = []
-
-    class Noting(SchemaExtension):
-        def resolve(self, _next: Any, root: Any, info: GraphQLResolveInfo[Any], **args: Any) -> Any:
-            seen.append(info.field_name)
-            return _next(root, info, **args)
-
-    noting = with_shortcut(shortcut.query, Noting)
-    for _ in range(2):
-        result = await noting.execute("{ data { first { name } } }")
-        assert result.data == {"data": {"first": {"name": "a"}}}
-    assert runs == []
-    assert seen == ["data", "first", "name"] * 2
 
 
 @given(when=st.datetimes(timezones=st.just(UTC)))

@@ -1,5 +1,6 @@
-"""Queries the app runs again as prepared runs (schema/prepared.py) answer as their first
-execution, by graphql-core's executor, did: data, errors and status, through the real app."""
+"""Queries run again as prepared runs (schema/prepared.py) answer as their first execution,
+by graphql-core's executor, did: through the real app (data, errors, status), and on a
+schema whose root resolvers fail, return null or hand back values the reads refuse."""
 
 from __future__ import annotations
 
@@ -8,11 +9,20 @@ from typing import Any
 
 import httpx
 import pytest
+from graphql import GraphQLResolveInfo
+from strawberry.extensions import SchemaExtension
 
 import main
 from schema.prepared import PreparedRun
 from tests.support.app import running_app
 from tests.support.graphql import seed_tasks
+from tests.support.shortcut import (
+    Source,
+    count_prepared_runs,
+    executed_twice,
+    odd_schemas,
+    with_shortcut,
+)
 from tests.support.tokens import bearer, hs256_token
 
 TASK = "id title completed dueDate createdAt __typename"
@@ -56,15 +66,7 @@ ERRORS = {
 
 @pytest.fixture
 def prepared_runs(monkeypatch: pytest.MonkeyPatch) -> list[PreparedRun]:
-    runs: list[PreparedRun] = []
-    execute = PreparedRun.execute_operation
-
-    def counting(self: PreparedRun) -> Any:
-        runs.append(self)
-        return execute(self)
-
-    monkeypatch.setattr(PreparedRun, "execute_operation", counting)
-    return runs
+    return count_prepared_runs(monkeypatch)
 
 
 @pytest.mark.parametrize("name", QUERIES)
@@ -97,3 +99,103 @@ async def _post(
 
 def _created(n: int) -> datetime:
     return datetime(2026, 3, 1, tzinfo=UTC) + timedelta(minutes=n)
+
+
+# Root fields that fail or are null: the prepared run hands their outcomes to graphql-core.
+ROOT_OUTCOMES = {
+    "all read": ((), ()),
+    "a nullable root fails": (("a",), ()),
+    "two fail": (("a", "b"), ()),
+    "a nullable root is null": ((), ("b",)),
+    "one fails, one is null": (("b",), ("a",)),
+    "the non-null root fails": (("data",), ()),
+}
+
+
+@pytest.mark.parametrize("outcome", ROOT_OUTCOMES, ids=list(ROOT_OUTCOMES))
+async def test_root_fields_that_fail_or_are_null_get_graphql_cores_answer(outcome: str) -> None:
+    shortcut, stock = odd_schemas([Source(), Source(name="z")])
+    query = (
+        "{ a: later { first { name } } b: later { rows { name count } } data { first { name } } }"
+    )
+    fail, none = ROOT_OUTCOMES[outcome]
+    context = {"fail": fail, "none": none}
+    fast = await executed_twice(shortcut, query, context_value=context)
+    reference = await stock.execute(query, context_value=context)
+    assert fast.data == reference.data
+    assert [e.formatted for e in fast.errors or ()] == [e.formatted for e in reference.errors or ()]
+    assert len(fast.errors or ()) == len(fail)
+    assert (fast.data is None) == ("data" in fail)
+
+
+PREPARED = {
+    "a query": ("{ data { first { name } } }", {}),
+    "a query with variables": (
+        "query ($n: Int) { a: later(first: $n) { rows { name } } data { rows { count } } } ",
+        {"n": 1},
+    ),
+    "a named operation": ("query Named { data { first { name } } }", {}),
+    "fragments": (
+        "{ ...root } fragment root on Query { data { first { ... on Row { name } } } }",
+        {},
+    ),
+}
+NOT_PREPARED = {
+    "a directive": (
+        "query ($off: Boolean!) { data { first { name @skip(if: $off) } } }",
+        {"off": 1 > 2},
+    ),
+    "a scalar at the root": ("{ __typename data { first { name } } }", {}),
+}
+
+
+@pytest.mark.parametrize("name", [*PREPARED, *NOT_PREPARED])
+async def test_a_query_run_again_is_a_prepared_run_when_its_root_fields_are_read_objects(
+    monkeypatch: pytest.MonkeyPatch, name: str
+) -> None:
+    runs = count_prepared_runs(monkeypatch)
+    shortcut, stock = odd_schemas([Source(), Source(name="z")])
+    query, variables = {**PREPARED, **NOT_PREPARED}[name]
+    reference = await stock.execute(query, variable_values=variables)
+    for _ in range(3):
+        fast = await shortcut.execute(query, variable_values=variables)
+        assert fast.data == reference.data
+        assert fast.errors is None
+    assert len(runs) == (2 if name in PREPARED else 0)
+
+
+async def test_variables_a_prepared_run_cannot_coerce_get_graphql_cores_errors(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    runs = count_prepared_runs(monkeypatch)
+    shortcut, stock = odd_schemas([Source()])
+    query = "query ($n: Int!) { later(first: $n) { first { name } } }"
+    await shortcut.execute(query, variable_values={"n": 1})
+    for variables in ({"n": "many"}, {}, {"n": 2**40}):
+        fast = await shortcut.execute(query, variable_values=variables)
+        reference = await stock.execute(query, variable_values=variables)
+        assert fast.data is None
+        assert [e.formatted for e in fast.errors or ()] == [
+            e.formatted for e in reference.errors or ()
+        ]
+    assert runs == []  # build returned graphql-core's variable errors, as its own build does
+
+
+async def test_a_request_with_middleware_is_never_a_prepared_run(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    runs = count_prepared_runs(monkeypatch)
+    shortcut, _ = odd_schemas([Source()])
+    seen: list[str] = []
+
+    class Noting(SchemaExtension):
+        def resolve(self, _next: Any, root: Any, info: GraphQLResolveInfo[Any], **args: Any) -> Any:
+            seen.append(info.field_name)
+            return _next(root, info, **args)
+
+    noting = with_shortcut(shortcut.query, Noting)
+    for _ in range(2):
+        result = await noting.execute("{ data { first { name } } }")
+        assert result.data == {"data": {"first": {"name": "a"}}}
+    assert runs == []
+    assert seen == ["data", "first", "name"] * 2
