@@ -5,7 +5,7 @@ Every execution of a query document repeats work that only the document decides:
 its operation, building graphql-core's executor, collecting the root fields, looking up each
 field's definition and its literal arguments, and walking graphql-core's completion of each
 root object down to the shortcut's read of it (schema/execution.py). For a list of tasks
-that is about a tenth of its CPU (bench/README.md, "One GraphQL executor"). So the first
+that is about 11% of its app CPU (bench/README.md, "One GraphQL executor"). So the first
 execution of a query whose root fields are all objects the shortcut reads is kept
 (`PreparedQueries`), and the next ones are a `PreparedRun`: each root field's resolver is
 called (Strawberry's wrapper, so argument conversion and permissions stay Strawberry's) with
