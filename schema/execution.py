@@ -220,11 +220,13 @@ class ShortcutExecutor(StrawberryGraphQLCoreExecutionContext):
         named.update(kwargs)
         # Without introspection, errors must not suggest field or argument names either.
         named["hide_suggestions"] = cls.suggestions_hidden
-        run = cls.prepared_queries.run(cls, named)
-        if run is not None:
-            return run
+        known, prepared = cls.prepared_queries.lookup(named)
+        if prepared is not None:
+            run = prepared.run(cls, named)
+            if run is not None:
+                return run
         executor = cls.build_by_graphql_core(named)
-        if isinstance(executor, ShortcutExecutor) and not cls.prepared_queries.known(named):
+        if not known and isinstance(executor, ShortcutExecutor):
             cls.prepared_queries.prepare(executor, named)
         return executor
 
@@ -236,13 +238,6 @@ class ShortcutExecutor(StrawberryGraphQLCoreExecutionContext):
     def collects_the_same_each_time(self) -> bool:
         """Whether every execution of this operation collects the same fields."""
         return _collects_the_same_each_time(self.operation, self.fragments)
-
-    def object_reads(
-        self, object_type: GraphQLObjectType, field_details_list: FieldDetailsList
-    ) -> list[Read] | None:
-        """How the shortcut reads an object of this type for these fields; None when it
-        cannot."""
-        return self._item_reads(object_type, field_details_list)
 
     @classmethod
     def read_object(cls, reads: list[Read], source: Any) -> dict[str, Any] | None:
@@ -318,11 +313,10 @@ class ShortcutExecutor(StrawberryGraphQLCoreExecutionContext):
                 return_type.of_type if isinstance(return_type, GraphQLNonNull) else return_type
             )
             if isinstance(object_type, GraphQLObjectType) and not isinstance(result, Exception):
-                reads = self._item_reads(object_type, field_details_list)
-                if reads is not None:
-                    data = _read(reads, result, self.strawberry_schema.config.default_resolver)
-                    if data is not None:
-                        return data
+                reads = self.object_reads(object_type, field_details_list)
+                data = None if reads is None else self.read_object(reads, result)
+                if data is not None:
+                    return data
         return super().complete_value(
             return_type, field_details_list, info, path, result, position_context
         )
@@ -356,15 +350,16 @@ class ShortcutExecutor(StrawberryGraphQLCoreExecutionContext):
         # of theirs (such as @skip(if: $v) with $v null), which it would at the first item.
         if not (isinstance(result, list) and result and item_type is not None):
             return None
-        reads = self._item_reads(item_type, field_details_list)
+        reads = self.object_reads(item_type, field_details_list)
         if reads is None:
             return None
         return _read_items(reads, result, self.strawberry_schema.config.default_resolver)
 
-    def _item_reads(
+    def object_reads(
         self, item_type: GraphQLObjectType, field_details_list: FieldDetailsList
     ) -> list[Read] | None:
-        """How each object of a list is read, when its selection is all plain fields."""
+        """How an object of this type (alone or a list's item) is read for these fields, when
+        its selection is all plain fields; None otherwise."""
         if item_type.is_type_of is not None:
             return None
         try:
@@ -438,7 +433,7 @@ class ShortcutExecutor(StrawberryGraphQLCoreExecutionContext):
         python_name, output_type, non_null = basic
         resolve = self.strawberry_schema.config.default_resolver
         if isinstance(output_type, GraphQLObjectType):
-            reads = self._item_reads(output_type, details)
+            reads = self.object_reads(output_type, details)
             if reads is None:
                 return None
 
@@ -449,7 +444,7 @@ class ShortcutExecutor(StrawberryGraphQLCoreExecutionContext):
         item_type = _object_item_type(output_type) if isinstance(output_type, GraphQLList) else None
         if item_type is None:
             return None
-        item_reads = self._item_reads(item_type, details)
+        item_reads = self.object_reads(item_type, details)
         if item_reads is None:
             return None
 

@@ -94,6 +94,22 @@ class PreparedQuery(NamedTuple):
     fragment_definitions: dict[str, Any]
     fields: list[PreparedField]
 
+    def run(self, executor_class: type[ShortcutExecutor], named: dict[str, Any]) -> Any:
+        """A prepared run for this request, graphql-core's variable errors, or None when the
+        request is graphql-core's to build (an unusual request, or another executor class)."""
+        if self.executor_class is not executor_class or not _plain_request(named):
+            return None
+        variable_values = get_variable_values(
+            named["schema"],
+            self.operation.variable_definitions or (),
+            named.get("raw_variable_values") or {},
+            max_errors=named.get("max_coercion_errors", _MAX_COERCION_ERRORS),
+            hide_suggestions=executor_class.suggestions_hidden,
+        )
+        if isinstance(variable_values, list):
+            return variable_values
+        return PreparedRun(self, named, variable_values)
+
 
 class PreparedQueries:
     """The prepared queries of one schema, by document and operation name. A document that
@@ -104,32 +120,13 @@ class PreparedQueries:
         self._size = size
         self._queries: dict[tuple[int, str | None], tuple[DocumentNode, PreparedQuery | None]] = {}
 
-    def run(self, executor_class: type[ShortcutExecutor], named: dict[str, Any]) -> Any:
-        """A prepared run for this request, graphql-core's variable errors, or None when the
-        request is graphql-core's to build (not prepared, or an unusual request)."""
+    def lookup(self, named: dict[str, Any]) -> tuple[bool, PreparedQuery | None]:
+        """Whether this request's query has been looked at, and its preparation if it has one."""
         document = named["document"]
         entry = self._queries.get((id(document), named.get("operation_name")))
-        if entry is None or entry[0] is not document or entry[1] is None:
-            return None
-        prepared = entry[1]
-        if prepared.executor_class is not executor_class or not _plain_request(named):
-            return None
-        operation = prepared.operation
-        variable_values = get_variable_values(
-            named["schema"],
-            operation.variable_definitions or (),
-            named.get("raw_variable_values") or {},
-            max_errors=named.get("max_coercion_errors", _MAX_COERCION_ERRORS),
-            hide_suggestions=executor_class.suggestions_hidden,
-        )
-        if isinstance(variable_values, list):
-            return variable_values
-        return PreparedRun(prepared, named, variable_values)
-
-    def known(self, named: dict[str, Any]) -> bool:
-        document = named["document"]
-        entry = self._queries.get((id(document), named.get("operation_name")))
-        return entry is not None and entry[0] is document
+        if entry is None or entry[0] is not document:
+            return False, None
+        return True, entry[1]
 
     def prepare(self, executor: ShortcutExecutor, named: dict[str, Any]) -> None:
         """Keeps what every execution of this request's query repeats, or that it has none;
@@ -228,10 +225,8 @@ class PreparedRun:
         self.operation_extensions = named.get("operation_extensions")
         # What graphql-core's executor offers resolvers: awaiting together, cancelling the
         # rest on a failure; and settling work a resolver leaves behind.
-        self.async_helpers = GraphQLResolveInfoHelpers(
-            gather=lambda values: gather_with_cancel(*values), track=self._track
-        )
-        self._background: set[asyncio.Future[Any]] = set()
+        self.async_helpers = GraphQLResolveInfoHelpers(gather=_gather, track=self._track)
+        self._background: set[asyncio.Future[Any]] | None = None
 
     def execute_operation(self) -> AwaitableOrValue[ExecutionResult]:
         """The response: at once when no resolver returned an awaitable, as graphql-core's."""
@@ -326,6 +321,12 @@ class PreparedRun:
         awaitables: list[Awaitable[Any]] = [value for value in values if self.is_awaitable(value)]
         if not awaitables:
             return
+        if self._background is None:
+            self._background = set()
         future = asyncio.gather(*awaitables, return_exceptions=True)
         self._background.add(future)
         future.add_done_callback(self._background.discard)
+
+
+def _gather(values: Sequence[Awaitable[Any]]) -> Awaitable[list[Any]]:
+    return gather_with_cancel(*values)
