@@ -29,7 +29,7 @@ import secrets
 import sys
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -169,12 +169,9 @@ def cli() -> int:
         help="lists answer from a page read once: the app's own work without the database",
     )
     args = parser.parse_args()
-    with bench.database(args) as url:
-        if args.lists_from_memory:
-            with lists_from_memory():
-                cpu = asyncio.run(measure(url, args.kinds, args.rounds))
-        else:
-            cpu = asyncio.run(measure(url, args.kinds, args.rounds))
+    lists = lists_from_memory() if args.lists_from_memory else nullcontext()
+    with bench.database(args) as url, lists:
+        cpu = asyncio.run(measure(url, args.kinds, args.rounds))
     first = args.kinds[0]
     for kind, seconds in cpu.items():
         print(

@@ -56,10 +56,10 @@ if TYPE_CHECKING:
 
 # graphql-core's `build` is called with its first parameters by position; their names, read
 # from its signature, let a prepared run read them and pass them on by name.
-_SIGNATURE = inspect.signature(Executor.build).parameters.items()
-BUILD_PARAMETERS = [name for name, p in _SIGNATURE if p.kind is p.POSITIONAL_OR_KEYWORD]
-_BUILD_NAMES = {name for name, p in _SIGNATURE if p.kind is not p.VAR_KEYWORD}
-_MAX_COERCION_ERRORS = inspect.signature(Executor.build).parameters["max_coercion_errors"].default
+_PARAMETERS = inspect.signature(Executor.build).parameters
+BUILD_PARAMETERS = [name for name, p in _PARAMETERS.items() if p.kind is p.POSITIONAL_OR_KEYWORD]
+_BUILD_NAMES = {name for name, p in _PARAMETERS.items() if p.kind is not p.VAR_KEYWORD}
+_MAX_COERCION_ERRORS = _PARAMETERS["max_coercion_errors"].default
 # Arguments a prepared run leaves to graphql-core's executor whenever they are given.
 _UNPREPARED_WHEN_GIVEN = (
     "field_resolver",

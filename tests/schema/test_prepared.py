@@ -151,9 +151,8 @@ NOT_PREPARED = {
 
 @pytest.mark.parametrize("name", [*PREPARED, *NOT_PREPARED])
 async def test_a_query_run_again_is_a_prepared_run_when_its_root_fields_are_read_objects(
-    monkeypatch: pytest.MonkeyPatch, name: str
+    prepared_runs: list[PreparedRun], name: str
 ) -> None:
-    runs = count_prepared_runs(monkeypatch)
     shortcut, stock = odd_schemas([Source(), Source(name="z")])
     query, variables = {**PREPARED, **NOT_PREPARED}[name]
     reference = await stock.execute(query, variable_values=variables)
@@ -161,13 +160,12 @@ async def test_a_query_run_again_is_a_prepared_run_when_its_root_fields_are_read
         fast = await shortcut.execute(query, variable_values=variables)
         assert fast.data == reference.data
         assert fast.errors is None
-    assert len(runs) == (2 if name in PREPARED else 0)
+    assert len(prepared_runs) == (2 if name in PREPARED else 0)
 
 
 async def test_variables_a_prepared_run_cannot_coerce_get_graphql_cores_errors(
-    monkeypatch: pytest.MonkeyPatch,
+    prepared_runs: list[PreparedRun],
 ) -> None:
-    runs = count_prepared_runs(monkeypatch)
     shortcut, stock = odd_schemas([Source()])
     query = "query ($n: Int!) { later(first: $n) { first { name } } }"
     await shortcut.execute(query, variable_values={"n": 1})
@@ -178,13 +176,13 @@ async def test_variables_a_prepared_run_cannot_coerce_get_graphql_cores_errors(
         assert [e.formatted for e in fast.errors or ()] == [
             e.formatted for e in reference.errors or ()
         ]
-    assert runs == []  # build returned graphql-core's variable errors, as its own build does
+    # build returned graphql-core's variable errors, as its own build does
+    assert prepared_runs == []
 
 
 async def test_a_request_with_middleware_is_never_a_prepared_run(
-    monkeypatch: pytest.MonkeyPatch,
+    prepared_runs: list[PreparedRun],
 ) -> None:
-    runs = count_prepared_runs(monkeypatch)
     shortcut, _ = odd_schemas([Source()])
     seen: list[str] = []
 
@@ -197,5 +195,5 @@ async def test_a_request_with_middleware_is_never_a_prepared_run(
     for _ in range(2):
         result = await noting.execute("{ data { first { name } } }")
         assert result.data == {"data": {"first": {"name": "a"}}}
-    assert runs == []
+    assert prepared_runs == []
     assert seen == ["data", "first", "name"] * 2
