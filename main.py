@@ -51,7 +51,7 @@ from server.devmode import development_secret, print_banner
 from server.drain import DRAIN
 from server.guards import BodySizeLimit, SecurityHeaders, asset_origin
 from server.logs import configure_logging
-from server.serve import ServeConfig, freeze_startup_objects, serve
+from server.serve import ServeConfig, serve, tune_garbage_collection
 from server.settings import ConfigError, Environment, Setting, redacted
 from server.telemetry import RequestTelemetry, TelemetryConfig
 
@@ -552,7 +552,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
                 metrics=metrics.LiveUpdateMetrics(),
             )
             hub.start()
-            freeze_startup_objects()
+            tune_garbage_collection()
             metrics.process_started()
             try:
                 yield {

@@ -1,7 +1,7 @@
 """The app's own CPU time per request, in one process, as a ratio between two requests.
 
 Usage: python bench/inprocess.py [--rounds 300] [--lists-from-memory] [REQUEST ...]
-  requests: rest_list, graphql_list, graphql_create, rest_create, typename
+  requests: rest_list, graphql_list, graphql_create, rest_create, typename, floor_list
   (default: rest_list graphql_list)
 
 Calls the ASGI app of `main.create_app` directly (no server, no sockets to clients; its
@@ -9,7 +9,10 @@ database is real) in interleaved batches of 10 requests of each kind, and prints
 mean CPU time per request and each one's ratio to the first. Interleaving makes every kind
 meet the same moments of a shared machine, so the ratio moves by about 2% between runs where
 requests/s and even a worker's CPU per request move by 20-30%: small changes to the
-app's own work show here before they show (if ever) in bench/run.py. Uses DATABASE_URL (an
+app's own work show here before they show (if ever) in bench/run.py. `floor_list` is the
+floor's list (bench/floor.py, in the same process, on its own pool of the same database):
+put first, each request's CPU as a multiple of it is the in-process counterpart of the
+inverse of bench/run.py's "ratio" (requests/s of the API over the floor's). Uses DATABASE_URL (an
 admin URL: a database of its own is made and dropped) or the embedded server.
 
 `--lists-from-memory` takes the database out of the lists: the list operation both doors call
@@ -25,11 +28,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import importlib
+import os
 import secrets
 import sys
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager, nullcontext
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager, nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -118,14 +123,21 @@ async def measure(url: str, kinds: list[str], rounds: int) -> dict[str, float]:
         "typename": ("POST", "/graphql", b'{"query":"{ __typename }"}', reader),
         "rest_create": ("POST", f"/api/{writer}/tasks", CREATE_BODY, writer),
         "graphql_create": ("POST", "/graphql", CREATE_MUTATION, writer),
+        "floor_list": ("GET", f"/api/{reader}/tasks", b"", reader),
     }
     env = {"DATABASE_URL": url, "JWT_SECRET": bench.SECRET, "LOG_LEVEL": "WARNING"}
     app = main.create_app(main.read_settings(env))
     spent = dict.fromkeys(kinds, 0.0)
-    async with app.router.lifespan_context(app) as state:
+    async with (
+        app.router.lifespan_context(app) as state,
+        floor_app(env, wanted="floor_list" in kinds) as floor,
+    ):
+        served_by = {kind: (app, state or {}) for kind in kinds}
+        if floor is not None:
+            served_by["floor_list"] = floor
         for kind in kinds:  # warm up, and check that each request succeeds
             method, path, body, user = requests[kind]
-            status = await call(app, state or {}, method, path, body, tokens[user])
+            status = await call(*served_by[kind], method, path, body, tokens[user])
             if status not in (200, 201):
                 raise RuntimeError(f"{kind} answered {status}")
         for _ in range(rounds):
@@ -133,9 +145,32 @@ async def measure(url: str, kinds: list[str], rounds: int) -> dict[str, float]:
                 method, path, body, user = requests[kind]
                 started = time.process_time()
                 for _ in range(BATCH):
-                    await call(app, state or {}, method, path, body, tokens[user])
+                    await call(*served_by[kind], method, path, body, tokens[user])
                 spent[kind] += time.process_time() - started
     return {kind: spent[kind] / (rounds * BATCH) for kind in kinds}
+
+
+@asynccontextmanager
+async def floor_app(
+    env: dict[str, str], *, wanted: bool
+) -> AsyncIterator[tuple[Any, dict[str, Any]] | None]:
+    """bench/floor.py's app with its pool open, when wanted. It reads its settings from the
+    environment (at import and at start), which gets them meanwhile."""
+    if not wanted:
+        yield None
+        return
+    saved = {name: os.environ.get(name) for name in env}
+    os.environ.update(env)
+    try:
+        floor = importlib.import_module("floor")  # bench/floor.py, beside this script
+        async with floor.lifespan(floor.app) as state:
+            yield floor.app, dict(state)
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
 
 
 @contextmanager

@@ -1,10 +1,10 @@
 """How much of a GraphQL list's CPU a faster executor could save at most: an upper bound.
 
-Usage: python bench/lane_ceiling.py [--rounds 150] [--repeats 3]
+Usage: python bench/lane_ceiling.py [--rounds 150] [--repeats 3] [--pieces]
 
 Measures, in one process as bench/inprocess.py does (the real app over ASGI, its real
 database), the app CPU of a GraphQL list `tasks(first: 20)` as a multiple of a REST list's,
-three ways, alternated `--repeats` times:
+three ways (six with `--pieces`), alternated `--repeats` times:
 
 - `as built`: the app as it is (a query run again is a prepared run, schema/prepared.py);
 - `no executor`: graphql-core's execution, Strawberry's field wrapper and the reading of the
@@ -15,6 +15,18 @@ three ways, alternated `--repeats` times:
 - `no GraphQL layers`: the endpoint's call of `schema.execute` itself is replaced the same
   way (the HTTP parsing, the context and the JSON response stay): what a lane that skipped
   Strawberry's pipeline and graphql-core, running nothing else, would cost.
+
+With `--pieces`, three more each take one piece out of the app as built, to bound what work
+on that piece alone could ever save:
+
+- `no field wrapper`: a prepared run calls the `tasks` resolver's own function, with
+  Strawberry's `Info`, instead of Strawberry's wrapper around it (argument conversion, field
+  extensions, exception handlers);
+- `ideal read`: the 20 tasks are read by one dict display per task for this selection, as
+  code generated per selection would at best;
+- `one extension`: the schema runs only its document cache, not its authentication gate,
+  error codes and subscriptions-only checks, as if they cost nothing;
+- `all three`: the three at once.
 
 The replacements serve this one document and ignore its text: they are measurements of an
 ideal, patched into this process only, never a way to serve requests. bench/README.md ("One
@@ -27,8 +39,8 @@ import argparse
 import asyncio
 import statistics
 import sys
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -40,14 +52,19 @@ import run as bench
 from graphql import (
     ExecutionResult,
 )
+from strawberry.types import Info
 
 from resolvers import tasks as operations
 from resolvers.context import Context
 from resolvers.domain import DEFAULT_ORDER, NO_FILTER
 from resolvers.pagination import cursor_page
-from schema import execution, http
+from schema import build, execution, http, prepared
+from schema.documents import CachedDocuments
+from schema.query import Query
 
 VARIANTS = ("as built", "no executor", "no GraphQL layers")
+PIECES = ("no field wrapper", "ideal read", "one extension", "all three")
+_LIST_KEYS = ("id", "title", "description", "completed", "dueDate", "createdAt")
 
 
 async def _list_data(context: Context) -> dict[str, Any]:
@@ -101,14 +118,66 @@ async def _no_graphql_layers(
     return http._response({"data": await _list_data(context)}, 200, media)
 
 
+_TASKS_FIELD = Query.__strawberry_definition__.get_field("tasks")  # type: ignore[attr-defined]
+_resolve_wrapped = prepared.PreparedRun._resolve
+
+
+def _resolve_unwrapped(run: prepared.PreparedRun, field: prepared.PreparedField) -> Any:
+    """The `tasks` root field's own function, called without Strawberry's wrapper."""
+    if field.key != "tasks" or field.arguments is None:
+        return _resolve_wrapped(run, field)
+    executor_class = run._prepared.executor_class
+    info = executor_class.build_resolve_info(
+        run,  # type: ignore[arg-type]
+        field.definition,
+        field.nodes,
+        run._prepared.root_type,
+        field.path,
+    )
+    function = _TASKS_FIELD.base_resolver.wrapped_func
+    return function(None, Info(_raw_info=info, _field=_TASKS_FIELD), **field.arguments)
+
+
+_read_items = execution._read_items
+
+
+def _ideal_read(reads: list[Any], items: list[Any], resolve: Any) -> Any:
+    """The benchmark's selection of tasks read by one dict display each; others as built."""
+    if tuple(read[0] for read in reads) != _LIST_KEYS:
+        return _read_items(reads, items, resolve)
+    text = execution.utc_datetime_text
+    return [
+        {
+            "id": str(task.id),
+            "title": task.title,
+            "description": task.description,
+            "completed": task.completed,
+            "dueDate": None if task.due_date is None else text(task.due_date),
+            "createdAt": text(task.created_at),
+        }
+        for task in items
+    ]
+
+
+_get_extensions = build.TaskSchema.get_extensions
+
+
+def _document_cache_only(schema: build.TaskSchema, sync: bool = False) -> list[Any]:
+    extensions = _get_extensions(schema, sync)
+    return [extension for extension in extensions if isinstance(extension, CachedDocuments)]
+
+
 @contextmanager
-def _patched(owner: type, name: str, value: Callable[..., Any]) -> Iterator[None]:
-    original = owner.__dict__[name]
+def _patched(owner: Any, name: str, value: Any) -> Iterator[None]:
+    original = owner.__dict__.get(name)
     setattr(owner, name, value)
     try:
         yield
     finally:
-        setattr(owner, name, original)
+        if original is None:
+            delattr(owner, name)
+        else:
+            setattr(owner, name, original)
 
 
 @contextmanager
@@ -119,6 +188,17 @@ def variant(name: str) -> Iterator[None]:
     elif name == "no GraphQL layers":
         with _patched(http.GraphQLEndpoint, "_execute", _no_graphql_layers):
             yield
+    elif name in PIECES:
+        with ExitStack() as pieces:
+            if name in ("no field wrapper", "all three"):
+                pieces.enter_context(_patched(prepared.PreparedRun, "_resolve", _resolve_unwrapped))
+            if name in ("ideal read", "all three"):
+                pieces.enter_context(_patched(execution, "_read_items", _ideal_read))
+            if name in ("one extension", "all three"):
+                pieces.enter_context(
+                    _patched(build.TaskSchema, "get_extensions", _document_cache_only)
+                )
+            yield
     else:
         yield
 
@@ -127,11 +207,15 @@ def cli() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=150)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument(
+        "--pieces", action="store_true", help="also take out one piece at a time (see above)"
+    )
     args = parser.parse_args()
-    ratios: dict[str, list[float]] = {name: [] for name in VARIANTS}
+    names = VARIANTS + PIECES if args.pieces else VARIANTS
+    ratios: dict[str, list[float]] = {name: [] for name in names}
     with bench.database(args) as url:
         for repeat in range(args.repeats):
-            for name in VARIANTS:
+            for name in names:
                 with variant(name):
                     cpu = asyncio.run(
                         inprocess.measure(url, ["rest_list", "graphql_list"], args.rounds)
@@ -144,7 +228,7 @@ def cli() -> int:
                     flush=True,
                 )
     print("\n| GraphQL list / REST list, app CPU | each repeat | median |\n|---|---|---|")
-    for name in VARIANTS:
+    for name in names:
         each = ", ".join(f"{ratio:.2f}" for ratio in ratios[name])
         print(f"| {name} | {each} | {statistics.median(ratios[name]):.2f} |")
     return 0

@@ -83,20 +83,33 @@ def serve(app_factory: str, config: ServeConfig) -> int:
     return 0 if server.started else STARTUP_FAILURE
 
 
-_frozen = False
+# Net container allocations between two young-generation collections (Python's default: 700).
+# A worker under load has a few dozen requests in flight, waiting on the database. At 700 the
+# collector ran 60-180 times per second of a busy worker's CPU, moved those requests' live
+# objects on to older generations and walked them again there: 5-7% of the worker's CPU. At
+# 10,000 it runs 1-3 times per CPU second, 3-5 ms each time: under 1% (bench/README.md,
+# "Garbage collection under load"). One process serving one request at a time shows no
+# difference.
+YOUNG_COLLECTION_THRESHOLD = 10_000
+
+_tuned = False
 
 
-def freeze_startup_objects() -> None:
-    """Keep what start-up built (the schema, compiled statements, imported modules: about
-    100,000 objects that live as long as the process) out of garbage collection.
+def tune_garbage_collection() -> None:
+    """Once start-up is done: keep what it built out of garbage collection, and collect the
+    young generation less often.
 
-    Otherwise each full collection walks them all again: under load a worker paused for up
-    to 200 ms at a time, which showed in the tail latency of every request waiting on it.
+    Start-up built the schema, compiled statements and imported modules: about 100,000
+    objects that live as long as the process. Otherwise each full collection walks them all
+    again: under load a worker paused for up to 200 ms at a time, which showed in the tail
+    latency of every request waiting on it.
     """
-    global _frozen
+    global _tuned
     # Once per process, not again for each app it creates (tests create hundreds). A flag,
     # because gc.get_freeze_count() walks the whole frozen generation: 14 ms each time.
-    if not _frozen:
-        _frozen = True
+    if not _tuned:
+        _tuned = True
         gc.collect()
         gc.freeze()
+        _, older, oldest = gc.get_threshold()
+        gc.set_threshold(YOUNG_COLLECTION_THRESHOLD, older, oldest)

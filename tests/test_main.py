@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import json
 import logging
 import os
@@ -19,6 +20,7 @@ import pytest
 import main
 from main import ConfigError, read_settings
 from resolvers.auth import AuthConfig, Principal, TokenVerifier
+from server.serve import YOUNG_COLLECTION_THRESHOLD
 from tests.support.app import app_client, make_settings
 from tests.support.cli import PROJECT_DIR, cli_environment, run_cli
 from tests.support.tokens import JWT_SECRET
@@ -324,6 +326,14 @@ async def test_start_up_logs_the_effective_configuration(
     [record] = [r for r in caplog.records if r.getMessage().startswith("starting")]
     assert record.__dict__["fields"]["configuration"]["auth"]["secret"] == "<redacted>"
     assert JWT_SECRET not in record.getMessage()
+
+
+async def test_a_started_app_freezes_start_up_objects_and_collects_young_ones_less_often(
+    clean_database: str,
+) -> None:
+    async with app_client(make_settings(clean_database)):
+        assert gc.get_freeze_count() > 0
+        assert gc.get_threshold()[0] == YOUNG_COLLECTION_THRESHOLD
 
 
 async def _verify(token: str, config: AuthConfig) -> Principal:
