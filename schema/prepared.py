@@ -280,17 +280,20 @@ class PreparedRun:
                     None,
                     executor_class.suggestions_hidden,
                 )
-            # Strawberry's own resolve info, made from this run's attributes.
-            info = executor_class.build_resolve_info(
-                self,  # type: ignore[arg-type]
-                field.definition,
-                field.nodes,
-                self._prepared.root_type,
-                field.path,
-            )
+            info = self.resolve_info(field)
             return field.definition.resolve(self.root_value, info, **arguments)  # type: ignore[misc]
         except Exception as error:
             return error
+
+    def resolve_info(self, field: PreparedField) -> GraphQLResolveInfo[Any]:
+        """Strawberry's own resolve info for a root field, made from this run's attributes."""
+        return self._prepared.executor_class.build_resolve_info(
+            self,  # type: ignore[arg-type]
+            field.definition,
+            field.nodes,
+            self._prepared.root_type,
+            field.path,
+        )
 
     def _by_graphql_core(self, outcomes: list[Any]) -> AwaitableOrValue[ExecutionResult]:
         """The response graphql-core makes of these outcomes: its executor, built for this
