@@ -37,6 +37,7 @@ from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager, nullcontext
 from pathlib import Path
 from typing import Any
+from unittest.mock import patch
 
 import asyncpg
 import jwt
@@ -159,18 +160,10 @@ async def floor_app(
     if not wanted:
         yield None
         return
-    saved = {name: os.environ.get(name) for name in env}
-    os.environ.update(env)
-    try:
+    with patch.dict(os.environ, env):
         floor = importlib.import_module("floor")  # bench/floor.py, beside this script
         async with floor.lifespan(floor.app) as state:
             yield floor.app, dict(state)
-    finally:
-        for name, value in saved.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
 
 
 @contextmanager

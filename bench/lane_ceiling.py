@@ -4,7 +4,7 @@ Usage: python bench/lane_ceiling.py [--rounds 150] [--repeats 3] [--pieces]
 
 Measures, in one process as bench/inprocess.py does (the real app over ASGI, its real
 database), the app CPU of a GraphQL list `tasks(first: 20)` as a multiple of a REST list's,
-three ways (six with `--pieces`), alternated `--repeats` times:
+three ways (seven with `--pieces`), alternated `--repeats` times:
 
 - `as built`: the app as it is (a query run again is a prepared run, schema/prepared.py);
 - `no executor`: graphql-core's execution, Strawberry's field wrapper and the reading of the
@@ -16,8 +16,8 @@ three ways (six with `--pieces`), alternated `--repeats` times:
   way (the HTTP parsing, the context and the JSON response stay): what a lane that skipped
   Strawberry's pipeline and graphql-core, running nothing else, would cost.
 
-With `--pieces`, three more each take one piece out of the app as built, to bound what work
-on that piece alone could ever save:
+With `--pieces`, four more: three each take one piece out of the app as built, to bound what
+work on that piece alone could ever save, and one takes all three:
 
 - `no field wrapper`: a prepared run calls the `tasks` resolver's own function, with
   Strawberry's `Info`, instead of Strawberry's wrapper around it (argument conversion, field
@@ -153,14 +153,18 @@ def _document_cache_only(schema: build.TaskSchema, sync: bool = False) -> list[A
     return [extension for extension in extensions if isinstance(extension, CachedDocuments)]
 
 
+_MISSING = object()
+
+
 @contextmanager
 def _patched(owner: Any, name: str, value: Any) -> Iterator[None]:
-    original = owner.__dict__.get(name)
+    """`owner.name` is `value` meanwhile; an attribute it only inherited is inherited again."""
+    original = owner.__dict__.get(name, _MISSING)
     setattr(owner, name, value)
     try:
         yield
     finally:
-        if original is None:
+        if original is _MISSING:
             delattr(owner, name)
         else:
             setattr(owner, name, original)
