@@ -14,7 +14,7 @@ from resolvers.domain import Task as DomainTask
 from resolvers.domain import TaskFilter, TaskOrder
 from resolvers.pagination import TaskPage, encode_cursor
 from resolvers.validation import validate_task_filter
-from schema.types import Task, as_graphql
+from schema.types import Task, all_as_graphql, as_graphql
 
 Info = strawberry.Info[Context, None]
 
@@ -115,7 +115,7 @@ class TaskConnection:
 
     @classmethod
     def of(cls, page: TaskPage) -> TaskConnection:
-        return cls(page=page, nodes=[as_graphql(task) for task in page.tasks])
+        return cls(page=page, nodes=all_as_graphql(page.tasks))
 
     @strawberry.field
     def edges(self) -> list[TaskEdge]:

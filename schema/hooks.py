@@ -13,6 +13,10 @@ the exit stack, whose deque an open subscription would keep for its life; a stag
 hooks is a shared empty context. A stage with any other kind of hook (an async generator, a
 plain function) is Strawberry's own.
 
+The stage's list of hooks is itself kept per tuple of extension classes (a schema has one),
+and collecting results skips extensions that do not override `get_results` (Strawberry's
+returns an empty dict), which Strawberry calls and awaits for each of them per request.
+
 What would let us delete it: Strawberry keeping its hook lookup per extension class.
 """
 
@@ -26,11 +30,35 @@ from typing import Any
 
 from strawberry.extensions import SchemaExtension
 from strawberry.extensions.runner import SchemaExtensionsRunner
+from strawberry.types import ExecutionContext
+from strawberry.utils.await_maybe import await_maybe
 
 Hook = Callable[[SchemaExtension], contextlib.AbstractContextManager[None]]
 # By extension class and hook name: the hook made a context manager; None when the class does
 # not override the hook; False when it is a kind of hook only Strawberry's stage runs.
 _HOOKS: dict[tuple[type[SchemaExtension], str], Hook | bool | None] = {}
+
+
+# By the extension classes of a runner and hook name: each hook with its extension's index;
+# None when a hook is of a kind only Strawberry's stage runs.
+_STAGES: dict[tuple[tuple[type[SchemaExtension], ...], str], list[tuple[Hook, int]] | None] = {}
+
+
+def _stage_hooks(
+    extension_types: tuple[type[SchemaExtension], ...], name: str
+) -> list[tuple[Hook, int]] | None:
+    key = (extension_types, name)
+    if key not in _STAGES:
+        hooks: list[tuple[Hook, int]] | None = []
+        for index, extension_type in enumerate(extension_types):
+            hook = _hook(extension_type, name)
+            if hook is False:
+                hooks = None
+                break
+            if hook is not None:
+                hooks.append((hook, index))  # type: ignore[union-attr,arg-type]
+        _STAGES[key] = hooks
+    return _STAGES[key]
 
 
 def _hook(extension_type: type[SchemaExtension], name: str) -> Hook | bool | None:
@@ -90,6 +118,12 @@ class _Stage:
 class CachedHooksRunner(SchemaExtensionsRunner):
     """Strawberry's runner, whose stages find their hooks through the per-class cache."""
 
+    def __init__(
+        self, execution_context: ExecutionContext, extensions: list[SchemaExtension] | None = None
+    ) -> None:
+        super().__init__(execution_context, extensions)
+        self._types = tuple(map(type, self.extensions))
+
     def operation(self) -> Any:
         return self._stage("on_operation") or super().operation()
 
@@ -102,15 +136,23 @@ class CachedHooksRunner(SchemaExtensionsRunner):
     def executing(self) -> Any:
         return self._stage("on_execute") or super().executing()
 
-    def _stage(self, name: str) -> _Stage | contextlib.nullcontext[None] | None:
-        hooks = []
+    async def get_extensions_results(self, ctx: ExecutionContext) -> dict[str, Any]:
+        """Strawberry's merge of every extension's results, its context's last."""
+        data: dict[str, Any] = {}
         for extension in self.extensions:
-            hook = _hook(type(extension), name)
-            if hook is False:
-                return None
-            if hook is not None:
-                hooks.append((hook, extension))
-        return _Stage(hooks) if hooks else _NO_HOOKS  # type: ignore[arg-type]
+            if type(extension).get_results is not SchemaExtension.get_results:
+                data.update(await await_maybe(extension.get_results()))
+        data.update(ctx.extensions_results)
+        return data
+
+    def _stage(self, name: str) -> _Stage | contextlib.nullcontext[None] | None:
+        hooks = _stage_hooks(self._types, name)
+        if hooks is None:
+            return None
+        if not hooks:
+            return _NO_HOOKS
+        extensions = self.extensions
+        return _Stage([(hook, extensions[index]) for hook, index in hooks])
 
 
 def _left(*_: object) -> None:

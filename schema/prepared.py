@@ -147,8 +147,9 @@ def _plain_request(named: dict[str, Any]) -> bool:
         isinstance(middleware, MiddlewareManager) and not middleware.middlewares
     ):
         return False
-    if any(named.get(name) is not None for name in _UNPREPARED_WHEN_GIVEN):
-        return False
+    for name in _UNPREPARED_WHEN_GIVEN:
+        if named.get(name) is not None:
+            return False
     return named.keys() <= _BUILD_NAMES | _STRAWBERRY_NAMES
 
 

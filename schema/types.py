@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import datetime
 from enum import Enum
 from typing import cast
@@ -42,6 +43,12 @@ def as_graphql(task: DomainTask) -> Task:
     one of them, so no copy is made per task; `id` is an int that the ID scalar serialises.
     """
     return cast(Task, task)
+
+
+def all_as_graphql(tasks: Iterable[DomainTask]) -> list[Task]:
+    """The domain tasks, served as GraphQL Tasks: `as_graphql` for a page in one call (per
+    task, it made 40 of the 480 Python calls of a 20-task list)."""
+    return cast(list[Task], list(tasks))
 
 
 @strawberry.type(description="The authenticated user, as identified by the token.")

@@ -147,3 +147,38 @@ def test_the_schema_runs_its_extensions_through_the_cached_runner() -> None:
     schema = build_schema()
     runner = schema.create_extensions_runner(None, schema.get_extensions())  # type: ignore[arg-type]
     assert isinstance(runner, CachedHooksRunner)
+
+
+class Counting(SchemaExtension):
+    """Results of its own, given at once."""
+
+    def get_results(self) -> dict[str, Any]:
+        return {"count": 1, "shared": "counting"}
+
+
+class AsyncCounting(SchemaExtension):
+    """Results of its own, awaited."""
+
+    async def get_results(self) -> dict[str, Any]:  # type: ignore[override]
+        return {"later": 2, "shared": "async"}
+
+
+class Context:
+    def __init__(self) -> None:
+        self.extensions_results = {"shared": "context", "context": 3}
+
+
+@pytest.mark.parametrize(
+    "kinds",
+    [(), (Noting,), (Counting, Noting, AsyncCounting), (AsyncCounting, Counting)],
+    ids=["none", "without results", "mixed", "async first"],
+)
+async def test_results_merge_as_strawberrys_runner_merges_them(kinds: tuple[type, ...]) -> None:
+    def make() -> list[SchemaExtension]:
+        return [kind("n", []) if kind is Noting else kind() for kind in kinds]
+
+    ours = await CachedHooksRunner(None, make()).get_extensions_results(Context())  # type: ignore[arg-type]
+    theirs = await SchemaExtensionsRunner(None, make()).get_extensions_results(Context())  # type: ignore[arg-type]
+    assert ours == theirs
+    assert ours["shared"] == "context"
+    assert ("count" in ours) is (Counting in kinds)
