@@ -714,8 +714,10 @@ def main() -> int:
                             wrk_name = FLOOR_EQUIVALENT.get(s.name, s.name)
                             row.floor.append(measure(floor_port, floor, s, args, data, wrk_name))
                         row.api.append(measure(api_port, api, s, args, data))
+                    floor_rps = f", floor {row.floor[-1].rps:,.0f}" if s.floor else ""
                     print(
-                        f"round {round_number + 1}: {s.description}: {row.api[-1].rps:,.0f} req/s",
+                        f"round {round_number + 1}: {s.description}: {row.api[-1].rps:,.0f} req/s"
+                        f" ({row.api[-1].cpu_us:,.0f} µs CPU/request){floor_rps}",
                         file=sys.stderr,
                         flush=True,
                     )
