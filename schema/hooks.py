@@ -3,19 +3,18 @@
 For every stage of every request (operation, parsing, validation, execution) Strawberry looks
 up each extension's hook anew: a getattr, an `inspect` test and a `contextlib` decorator made
 for the instance. With the schema's four extensions that is about a third of the 30 µs the
-extension machinery costs a request (bench/README.md, "One GraphQL executor"). Here the hook
-is found and decorated once per extension class and stage. A stage whose hooks are all
-generator functions (every hook of ours is) is entered through one `contextlib.ExitStack`,
-which runs them exactly as Strawberry's stage does: entered in the extensions' order, left in
-reverse, an exception thrown into each, and never suppressed (Strawberry discards what its
-stack returns). A stage with one such hook (each of ours has one or none) enters it without
-the exit stack, whose deque an open subscription would keep for its life; a stage without
-hooks is a shared empty context. A stage with any other kind of hook (an async generator, a
-plain function) is Strawberry's own.
+extension machinery costs a request (bench/README.md, "One GraphQL executor"). Here the hooks
+are found and decorated once per tuple of extension classes (a schema has one) and stage. A
+stage whose hooks are all generator functions (every hook of ours is) is entered through one
+`contextlib.ExitStack`, which runs them exactly as Strawberry's stage does: entered in the
+extensions' order, left in reverse, an exception thrown into each, and never suppressed
+(Strawberry discards what its stack returns). A stage with one such hook (each of ours has one
+or none) enters it without the exit stack, whose deque an open subscription would keep for
+its life; a stage without hooks is a shared empty context. A stage with any other kind of
+hook (an async generator, a plain function) is Strawberry's own.
 
-The stage's list of hooks is itself kept per tuple of extension classes (a schema has one),
-and collecting results skips extensions that do not override `get_results` (Strawberry's
-returns an empty dict), which Strawberry calls and awaits for each of them per request.
+Collecting results skips extensions that do not override `get_results` (Strawberry's returns
+an empty dict), which Strawberry calls and awaits for each of them per request.
 
 What would let us delete it: Strawberry keeping its hook lookup per extension class.
 """
@@ -34,13 +33,9 @@ from strawberry.types import ExecutionContext
 from strawberry.utils.await_maybe import await_maybe
 
 Hook = Callable[[SchemaExtension], contextlib.AbstractContextManager[None]]
-# By extension class and hook name: the hook made a context manager; None when the class does
-# not override the hook; False when it is a kind of hook only Strawberry's stage runs.
-_HOOKS: dict[tuple[type[SchemaExtension], str], Hook | bool | None] = {}
-
-
-# By the extension classes of a runner and hook name: each hook with its extension's index;
-# None when a hook is of a kind only Strawberry's stage runs.
+# By the extension classes of a runner and hook name: each overridden hook, made a context
+# manager, with its extension's index; None when a hook is of a kind only Strawberry's stage
+# runs. A schema has one tuple of classes.
 _STAGES: dict[tuple[tuple[type[SchemaExtension], ...], str], list[tuple[Hook, int]] | None] = {}
 
 
@@ -49,29 +44,23 @@ def _stage_hooks(
 ) -> list[tuple[Hook, int]] | None:
     key = (extension_types, name)
     if key not in _STAGES:
-        hooks: list[tuple[Hook, int]] | None = []
-        for index, extension_type in enumerate(extension_types):
-            hook = _hook(extension_type, name)
-            if hook is False:
-                hooks = None
-                break
-            if hook is not None:
-                hooks.append((hook, index))  # type: ignore[union-attr,arg-type]
-        _STAGES[key] = hooks
+        found = [
+            (_hook(extension_type, name), i) for i, extension_type in enumerate(extension_types)
+        ]
+        kept = [(hook, index) for hook, index in found if callable(hook)]
+        _STAGES[key] = None if any(hook is False for hook, _ in found) else kept
     return _STAGES[key]
 
 
 def _hook(extension_type: type[SchemaExtension], name: str) -> Hook | bool | None:
-    key = (extension_type, name)
-    if key not in _HOOKS:
-        function = getattr(extension_type, name)
-        if function is getattr(SchemaExtension, name):
-            _HOOKS[key] = None
-        elif inspect.isgeneratorfunction(function):
-            _HOOKS[key] = contextlib.contextmanager(function)
-        else:
-            _HOOKS[key] = False
-    return _HOOKS[key]
+    """The class's hook made a context manager; None when the class does not override it;
+    False when it is a kind of hook only Strawberry's stage runs."""
+    function = getattr(extension_type, name)
+    if function is getattr(SchemaExtension, name):
+        return None
+    if inspect.isgeneratorfunction(function):
+        return contextlib.contextmanager(function)
+    return False
 
 
 class _Stage:
